@@ -1,0 +1,105 @@
+"""Registry of named models, locating of weight files shipped by PyPI packages, checksums, cache dir.
+
+Adding a model is adding one module that calls :func:`register` at import; the registry only maps a
+name to the module that defines it, so nothing heavy is imported until a model is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_cache_dir
+
+from faceprint.errors import ModelError
+
+# name -> "module:attribute" of a zero-argument factory. Modules are imported on first use only.
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "mtcnn": ("detector", "faceprint.detection.mtcnn:MTCNNDetector"),
+    "dlib-resnet": ("embedder", "faceprint.embedding.dlib_resnet:DlibResNetEmbedder"),
+}
+_REGISTERED: dict[str, tuple[str, Callable[..., Any]]] = {}
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight file inside an installed distribution, with the SHA-256 we accept."""
+
+    package: str  # importable top-level package that holds the file (it is never imported)
+    relpath: str
+    sha256: str
+    pip_name: str  # what to `pip install` when it is missing
+
+    def path(self) -> Path:
+        return package_file(self.package, self.relpath, self.pip_name)
+
+    def verified_path(self) -> Path:
+        """The file's path after checking its SHA-256 (raises ModelError on mismatch)."""
+        path = self.path()
+        digest = sha256_file(path)
+        if digest != self.sha256:
+            raise ModelError(
+                f"{path}: checksum mismatch (sha256 {digest[:16]}..., expected {self.sha256[:16]}...); "
+                f"the file is damaged or not the one faceprint knows — reinstall it: "
+                f"pip install --force-reinstall {self.pip_name}"
+            )
+        return path
+
+
+def register(name: str, kind: str, factory: Callable[..., Any]) -> None:
+    """Register a model factory under ``name`` (kind: "detector" or "embedder")."""
+    _REGISTERED[name] = (kind, factory)
+
+
+def available(kind: str | None = None) -> list[str]:
+    names = {n: k for n, (k, _) in _BUILTIN.items()}
+    names.update({n: k for n, (k, _) in _REGISTERED.items()})
+    return sorted(n for n, k in names.items() if kind is None or k == kind)
+
+
+def create(name: str, kind: str, **kwargs: Any) -> Any:
+    """Instantiate the model registered as ``name``; weights load lazily inside the model."""
+    if name in _REGISTERED:
+        got_kind, factory = _REGISTERED[name]
+    elif name in _BUILTIN:
+        got_kind, target = _BUILTIN[name]
+        module_name, attr = target.split(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+    else:
+        raise ModelError(f"unknown {kind} {name!r}; available: {', '.join(available(kind)) or 'none'}")
+    if got_kind != kind:
+        raise ModelError(f"{name!r} is a {got_kind}, not a {kind}")
+    return factory(**kwargs)
+
+
+def package_file(package: str, relpath: str, pip_name: str) -> Path:
+    """Path of a data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"package {package!r} is not installed; install it with: pip install {pip_name}")
+    for root in spec.submodule_search_locations:
+        candidate = Path(root) / relpath
+        if candidate.is_file():
+            return candidate
+    raise ModelError(f"{relpath} is missing from package {package!r}; reinstall it: pip install {pip_name}")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where converted weights live: $FACEPRINT_CACHE_DIR or the user cache directory."""
+    path = Path(os.environ.get("FACEPRINT_CACHE_DIR") or user_cache_dir("faceprint"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
