@@ -28,7 +28,9 @@ def draw_faces(
             cv2.circle(canvas, (round(float(x)), round(float(y))), thickness + 1, (255, 0, 0), -1)
         text = labels[i] if labels is not None else f"{det.score:.2f}"
         scale = max(0.4, thickness * 0.4)
-        cv2.putText(canvas, text, (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0), thickness)
+        cv2.putText(
+            canvas, text, (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0), thickness
+        )
     if out is not None and not cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
         raise FaceprintError(f"{out}: could not write the annotated image")
     return canvas

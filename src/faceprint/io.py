@@ -47,8 +47,10 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
         except OSError as err:
             raise ImageError(f"{path}: cannot be read ({err.strerror or err})") from err
         return _decode(data, str(path), max_pixels)
-    raise ImageError(f"unsupported image input of type {type(source).__name__}; give a path, bytes, "
-                     "an RGB numpy array or a PIL image")
+    raise ImageError(
+        f"unsupported image input of type {type(source).__name__}; give a path, bytes, "
+        "an RGB numpy array or a PIL image"
+    )
 
 
 def describe(source: Any) -> str:
@@ -101,7 +103,11 @@ def _from_pil(img: Image.Image, name: str, max_pixels: int) -> np.ndarray:
         raise ImageError(f"{name}: floating-point images are not supported; save it as 8- or 16-bit")
     if img.mode != "RGB":
         try:
-            img = img.convert("RGBA").convert("RGB") if "A" in img.mode or img.mode == "P" else img.convert("RGB")
+            img = (
+                img.convert("RGBA").convert("RGB")
+                if "A" in img.mode or img.mode == "P"
+                else img.convert("RGB")
+            )
         except (OSError, ValueError) as err:
             raise ImageError(f"{name}: cannot convert mode {img.mode} to RGB ({err})") from err
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
