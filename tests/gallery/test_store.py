@@ -3,6 +3,7 @@ embedder separation, schema checks and erasure of deleted biometric data."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def test_search_finds_nearest_person_with_distances(gallery: Gallery) -> None:
     probe = vectors[7] + 0.05 * unit(rng)[0]
     probe /= np.linalg.norm(probe)
     (cands,) = gallery.search(probe, KEY, top_k=3)
-    assert [c.name for c in cands][0] == "p7"
+    assert cands[0].name == "p7"
     expected = np.sort(np.linalg.norm(vectors - probe, axis=1))[:3]
     np.testing.assert_allclose([c.distance for c in cands], expected, atol=1e-5)
 
@@ -177,7 +178,7 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
         got = np.stack([t.embedding for t in b.templates()])
         np.testing.assert_array_equal(got, vectors)
     (tmp_path / "bad.json").write_text('{"format": "something-else"}')
-    with Gallery.open(tmp_path / "c.sqlite3") as c, pytest.raises(GalleryError, match="bad.json"):
+    with Gallery.open(tmp_path / "c.sqlite3") as c, pytest.raises(GalleryError, match=r"bad\.json"):
         c.import_json(tmp_path / "bad.json")
 
 
@@ -189,11 +190,10 @@ def test_damaged_file_is_refused_with_its_path(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # the first page: schema and table roots
     path.write_bytes(bytes(data))
-    with pytest.raises(GalleryError, match=str(path)):
-        with Gallery.open(path) as g:
-            g.people()
+    with pytest.raises(GalleryError, match=re.escape(str(path))), Gallery.open(path) as g:
+        g.people()
     path.write_bytes(b"this is a text file, not a gallery\n")
-    with pytest.raises(GalleryError, match=f"{path}.*not a gallery"):
+    with pytest.raises(GalleryError, match=f"{re.escape(str(path))}.*not a gallery"):
         Gallery.open(path)
 
 
