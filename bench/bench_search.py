@@ -86,9 +86,13 @@ def main() -> None:
     # Queries: the last images (other people or other photos of gallery people), never in the gallery.
     queries, real, real_ids = vectors[-args.queries :], vectors[: -args.queries], ids[: -args.queries]
     print(
-        f"{len(real)} real LFW templates, {len(queries)} real queries, top-{args.top_k}, {args.threads} threads"
+        f"{len(real)} real LFW templates, {len(queries)} real queries, "
+        f"top-{args.top_k}, {args.threads} threads"
     )
-    header = f"{'templates':>10} | {'method':<28} | {'p50 ms':>7} | {'p99 ms':>7} | {'index MB':>8} | {'RSS +MB':>7}"
+    header = (
+        f"{'templates':>10} | {'method':<28} | {'p50 ms':>7} | {'p99 ms':>7} | "
+        f"{'index MB':>8} | {'RSS +MB':>7}"
+    )
     print(header)
     print("-" * len(header))
     with threadpool_limits(args.threads):
