@@ -27,7 +27,6 @@ from faceprint.evaluation.identification import (
 from faceprint.evaluation.metrics import (
     DEFAULT_FAR_TARGETS,
     VerificationMetrics,
-    accuracy_at,
     best_threshold,
     roc,
     verification_metrics,
@@ -160,7 +159,7 @@ def _slice_result(name: str, d: np.ndarray, same: np.ndarray, threshold: float, 
     return SliceResult(
         name=name,
         pairs=int(same.size),
-        accuracy=accuracy_at(d, same, threshold) if same.size else float("nan"),
+        accuracy=float(np.mean((d <= threshold) == same)) if same.size else float("nan"),
         auc=roc(d, same).auc if both else None,
         best_accuracy=best_threshold(d, same).accuracy if both else None,
         no_face=no_face,
