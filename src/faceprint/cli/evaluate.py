@@ -39,6 +39,10 @@ Far = Annotated[
 NoCache = Annotated[
     bool, typer.Option("--no-cache", help="Embed everything again; do not read or write the cache.")
 ]
+CacheFile = Annotated[
+    Path | None,
+    typer.Option("--cache-file", help="Embedding cache file (SQLite); default: faceprint's cache."),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 Root = Annotated[Path, typer.Argument(help="Labelled folder: ROOT/NAME/*.jpg, one sub-folder per person.")]
@@ -55,13 +59,21 @@ def _configs(specs: list[str] | None):
     return [PipelineConfig.parse(s) for s in specs] if specs else [PipelineConfig()]
 
 
+def _cache(no_cache: bool, cache_file: Path | None):
+    from faceprint.evaluation.cache import EmbeddingCache
+
+    if no_cache:
+        return False
+    return EmbeddingCache(cache_file) if cache_file is not None else True
+
+
 def _far(far: list[float] | None) -> tuple[float, ...]:
     from faceprint.evaluation.metrics import DEFAULT_FAR_TARGETS
 
     return tuple(far) if far else DEFAULT_FAR_TARGETS
 
 
-def _verify(pair_set, configs, report, far, threshold, slices, slice_pairs, seed, no_cache, as_json, quiet):
+def _verify(pair_set, configs, report, as_json, quiet, **options):
     from faceprint.evaluation.protocols import compare_pairs
     from faceprint.evaluation.report import (
         slice_rows,
@@ -73,13 +85,10 @@ def _verify(pair_set, configs, report, far, threshold, slices, slice_pairs, seed
     results = compare_pairs(
         pair_set,
         _configs(configs),
-        cache=not no_cache,
-        far_targets=_far(far),
-        threshold=threshold,
-        slices=slices,
-        slice_pairs=slice_pairs,
-        seed=seed,
+        far_targets=_far(options.pop("far")),
+        cache=_cache(options.pop("no_cache"), options.pop("cache_file")),
         progress=not quiet,
+        **options,
     )
     if as_json:
         typer.echo(json.dumps({"results": [r.to_dict() for r in results]}, indent=2, default=float))
@@ -112,6 +121,7 @@ def pairs(
     ] = False,
     slice_pairs: Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")] = 600,
     no_cache: NoCache = False,
+    cache_file: CacheFile = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -119,7 +129,9 @@ def pairs(
     from faceprint.evaluation.pairs import read_lfw_pairs
 
     pair_set = read_lfw_pairs(pairs_file, images)
-    _verify(pair_set, config, report, far, threshold, slices, slice_pairs, 0, no_cache, as_json, quiet)
+    options = {"far": far, "threshold": threshold, "slices": slices, "slice_pairs": slice_pairs}
+    options |= {"seed": 0, "no_cache": no_cache, "cache_file": cache_file}
+    _verify(pair_set, config, report, as_json, quiet, **options)
 
 
 @app.command()
@@ -143,6 +155,7 @@ def folder(
     ] = False,
     slice_pairs: Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")] = 600,
     no_cache: NoCache = False,
+    cache_file: CacheFile = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -150,7 +163,9 @@ def folder(
     from faceprint.evaluation.pairs import folder_pairs
 
     pair_set = folder_pairs(root, n_pairs, seed=seed, n_folds=folds)
-    _verify(pair_set, config, report, far, threshold, slices, slice_pairs, seed, no_cache, as_json, quiet)
+    options = {"far": far, "threshold": threshold, "slices": slices, "slice_pairs": slice_pairs}
+    options |= {"seed": seed, "no_cache": no_cache, "cache_file": cache_file}
+    _verify(pair_set, config, report, as_json, quiet, **options)
 
 
 @app.command()
@@ -164,6 +179,7 @@ def identify(
     ] = None,
     far: Far = None,
     no_cache: NoCache = False,
+    cache_file: CacheFile = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -173,7 +189,9 @@ def identify(
     from faceprint.evaluation.report import text_table, write_identification_report
 
     (cfg,) = _configs([config] if config else None)
-    result = evaluate_identification(root, cfg, cache=not no_cache, far_targets=_far(far), progress=not quiet)
+    result = evaluate_identification(
+        root, cfg, cache=_cache(no_cache, cache_file), far_targets=_far(far), progress=not quiet
+    )
     m = result.metrics
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=float))
