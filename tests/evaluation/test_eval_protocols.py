@@ -103,13 +103,7 @@ def test_identification_open_set(subset, cache):
 
 
 def test_robustness_slices(lfw_protocol, lfw_dir, cache, tmp_path):
-    # The first 10 same and 10 different pairs of LFW's fold 1, as a 2-fold pairs file.
-    lines = (lfw_protocol / "pairs.txt").read_text().splitlines()
-    pairs_file = tmp_path / "pairs.txt"
-    pairs_file.write_text(
-        "2 5\n" + "\n".join(lines[1:6] + lines[301:306] + lines[6:11] + lines[306:311]) + "\n"
-    )
-
+    pairs_file = _small_pairs_file(lfw_protocol, tmp_path / "pairs.txt")
     result = evaluate_pairs(
         read_lfw_pairs(pairs_file, lfw_dir), cache=cache, slices=True, slice_pairs=20, progress=False
     )
@@ -123,3 +117,35 @@ def test_robustness_slices(lfw_protocol, lfw_dir, cache, tmp_path):
     assert by_name["occlusion: eye band"].auc < clean.auc
     yaw = [s for s in result.slices if s.name.startswith("yaw")]
     assert sum(s.pairs for s in yaw) == 20
+
+
+def _small_pairs_file(lfw_protocol, path):
+    """The first 5 same and 5 different pairs of LFW's folds 1 and 2, as a 2-fold pairs file."""
+    lines = (lfw_protocol / "pairs.txt").read_text().splitlines()
+    chosen = lines[1:6] + lines[301:306] + lines[601:606] + lines[901:906]
+    path.write_text("2 5\n" + "\n".join(chosen) + "\n")
+    return path
+
+
+def test_cli_pairs_with_report(lfw_protocol, lfw_dir, cache, tmp_path, capsys):
+    from faceprint.cli import main
+
+    pairs_file = _small_pairs_file(lfw_protocol, tmp_path / "pairs.txt")
+    args = ["evaluate", "pairs", str(pairs_file), "--images", str(lfw_dir), "--quiet"]
+    args += ["--cache-file", str(cache.path), "--report", str(tmp_path / "rep"), "--far", "0.1"]
+    main(args)  # returns normally on success
+    out = capsys.readouterr().out
+    assert "2 folds x 10 pairs" in out and "TAR@FAR=0.1" in out
+    assert (tmp_path / "rep" / "index.html").is_file() and (tmp_path / "rep" / "roc.png").is_file()
+
+
+def test_cli_bad_pairs_file_is_one_line_error(lfw_dir, tmp_path, capsys):
+    from faceprint.cli import main
+
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("10 300\nAbel_Pacheco 1 4\n")
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "pairs", str(bad), "--images", str(lfw_dir)])
+    assert done.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "pairs.txt: header promises 10 folds" in err and "\n" not in err
