@@ -113,8 +113,9 @@ def test_robustness_slices(lfw_protocol, lfw_dir, cache, tmp_path):
     assert clean.accuracy == pytest.approx(result.metrics.confusion.accuracy)
     corruptions = [s for s in result.slices if s.name != "clean (sample)" and not s.name.startswith("yaw")]
     assert len(corruptions) == 5 and all(s.pairs == 20 for s in corruptions)
-    # Hiding the eyes must cost separability.
-    assert by_name["occlusion: eye band"].auc < clean.auc
+    # Hiding the eyes or the mouth pushes same-person pairs apart.
+    for name in ("occlusion: eye band", "occlusion: lower face"):
+        assert by_name[name].same_distance > clean.same_distance + 0.02
     yaw = [s for s in result.slices if s.name.startswith("yaw")]
     assert sum(s.pairs for s in yaw) == 20
 

@@ -30,6 +30,7 @@ from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash, f
 from faceprint.types import Detection
 
 _CENTRE_PENALTY = 2.0  # weight of squared centre offset against box area when picking the subject face
+_PLAIN = (bool, int, float, str, tuple, type(None))
 _FALLBACK_SPAN = 0.6  # fraction of the short image side the template covers when no face was ever found
 
 
@@ -171,7 +172,13 @@ class EmbeddingRunner:
 
     @property
     def detector_key(self) -> str:
-        return json.dumps({"detector": self.config.detector, "options": self.config.detector_options})
+        """The detector's name and every public setting it resolved (defaults included), so a changed
+        default is a different key."""
+        det = self.analyzer.detector
+        settings = {
+            k: v for k, v in sorted(vars(det).items()) if not k.startswith("_") and isinstance(v, _PLAIN)
+        }
+        return json.dumps({"detector": det.name, "settings": settings})
 
     @property
     def config_key(self) -> str:
