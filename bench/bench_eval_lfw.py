@@ -28,7 +28,9 @@ def faceprint(*args: str) -> tuple[float, dict]:
     """Run `faceprint evaluate ... --json` in a fresh process: (wall seconds, parsed JSON)."""
     cmd = [sys.executable, "-c", "from faceprint.cli import main; main()", "evaluate", *args, "--json"]
     start = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{' '.join(cmd[3:])} failed:\n{out.stderr}")
     return time.perf_counter() - start, json.loads(out.stdout)
 
 

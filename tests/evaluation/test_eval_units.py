@@ -12,7 +12,7 @@ from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash
 from faceprint.evaluation.identification import identification_metrics
 from faceprint.evaluation.pairs import folder_pairs, labelled_images, read_lfw_pairs
-from faceprint.evaluation.runner import PipelineConfig, crop_box
+from faceprint.evaluation.runner import PipelineConfig, _select_face, crop_box
 from faceprint.evaluation.slices import estimate_yaw, occlude_eyes, occlude_lower_face
 from faceprint.types import Detection
 
@@ -74,6 +74,17 @@ def test_occlusions_cover_the_right_parts(astronaut):
     assert (lower[160, 80] == 0).all() and (lower[160, 120] == 0).all()
     assert (lower[100, 70] == 200).all()  # eyes untouched
     assert (image == 200).all()  # the input is never modified
+
+
+def test_subject_face_is_the_central_one():
+    lm = np.zeros((5, 2), np.float32)
+    central = Detection((100.0, 100.0, 150.0, 150.0), 0.9, lm)  # 50x50 at the centre of 250x250
+    corner = Detection((0.0, 0.0, 70.0, 70.0), 0.99, lm)  # bigger, but 90 px off centre each way
+    assert _select_face(Detections((250, 250), [corner, central])) is central
+    # Equal offsets: the bigger face wins.
+    small = Detection((110.0, 110.0, 140.0, 140.0), 0.99, lm)
+    assert _select_face(Detections((250, 250), [small, central])) is central
+    assert _select_face(Detections((250, 250), [])) is None
 
 
 def test_crop_box_is_the_box_resized():

@@ -51,6 +51,12 @@ Threshold = Annotated[
 ]
 Slices = Annotated[bool, typer.Option("--slices", help="Add robustness slices (occlusion, yaw, ...).")]
 SlicePairs = Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")]
+Root = Annotated[Path, typer.Argument(help="Labelled folder: ROOT/NAME/*.jpg, one sub-folder per person.")]
+Threshold = Annotated[
+    float | None, typer.Option(help="Distance threshold for the confusion matrix (default: the best).")
+]
+Slices = Annotated[bool, typer.Option("--slices", help="Add robustness slices (occlusion, yaw, ...).")]
+SlicePairs = Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")]
 
 
 def _configs(specs: list[str] | None):
@@ -113,13 +119,9 @@ def pairs(
     report: Report = None,
     config: Configs = None,
     far: Far = None,
-    threshold: Annotated[
-        float | None, typer.Option(help="Distance threshold for the confusion matrix (default: the best).")
-    ] = None,
-    slices: Annotated[
-        bool, typer.Option("--slices", help="Add robustness slices (occlusion, yaw, ...).")
-    ] = False,
-    slice_pairs: Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")] = 600,
+    threshold: Threshold = None,
+    slices: Slices = False,
+    slice_pairs: SlicePairs = 600,
     no_cache: NoCache = False,
     cache_file: CacheFile = None,
     as_json: AsJson = False,
@@ -136,9 +138,7 @@ def pairs(
 
 @app.command()
 def folder(
-    root: Annotated[
-        Path, typer.Argument(help="Labelled folder: ROOT/NAME/*.jpg, one sub-folder per person.")
-    ],
+    root: Root,
     n_pairs: Annotated[
         int, typer.Option("--pairs", help="Pairs to generate (half same, half different).")
     ] = 6000,
@@ -147,13 +147,9 @@ def folder(
     report: Report = None,
     config: Configs = None,
     far: Far = None,
-    threshold: Annotated[
-        float | None, typer.Option(help="Distance threshold for the confusion matrix (default: the best).")
-    ] = None,
-    slices: Annotated[
-        bool, typer.Option("--slices", help="Add robustness slices (occlusion, yaw, ...).")
-    ] = False,
-    slice_pairs: Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")] = 600,
+    threshold: Threshold = None,
+    slices: Slices = False,
+    slice_pairs: SlicePairs = 600,
     no_cache: NoCache = False,
     cache_file: CacheFile = None,
     as_json: AsJson = False,
@@ -170,9 +166,7 @@ def folder(
 
 @app.command()
 def identify(
-    root: Annotated[
-        Path, typer.Argument(help="Labelled folder: ROOT/NAME/*.jpg, one sub-folder per person.")
-    ],
+    root: Root,
     report: Report = None,
     config: Annotated[
         str | None, typer.Option("--config", help="Configuration (see `evaluate pairs --help`).")

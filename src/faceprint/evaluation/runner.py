@@ -130,9 +130,6 @@ class EmbeddingRun:
     embedded: int  # images embedded in this run (the rest came from the cache)
     seconds: float
 
-    def by_name(self) -> dict[str, np.ndarray]:
-        return dict(zip(self.names, self.vectors, strict=True))
-
 
 def _select_face(found: Detections) -> Detection | None:
     if not found.faces:
