@@ -126,8 +126,7 @@ class EmbeddingRun:
     vectors: np.ndarray = field(repr=False)  # (N, D) float32, L2-normalised
     found: np.ndarray = field(repr=False)  # (N,) bool: a face was detected (False: fallback alignment)
     landmarks: np.ndarray = field(repr=False)  # (N, 5, 2) landmarks used for the chip
-    shapes: tuple[tuple[int, int], ...]  # (height, width) of each image
-    embedded: int  # images embedded in this run (the rest came from the cache)
+    embedded: int  # images embedded in this run (the rest came from the cache; no-face ones never do)
     seconds: float
 
 
@@ -245,7 +244,6 @@ class EmbeddingRunner:
             vectors=np.stack([vectors[s.key] for s in sources]).astype(np.float32),
             found=np.array([s.key not in no_face for s in sources]),
             landmarks=np.stack([marks[s.key] for s in sources]),
-            shapes=tuple(detections[s.key].shape for s in sources),
             embedded=len(todo),
             seconds=time.perf_counter() - start,
         )
