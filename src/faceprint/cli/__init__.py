@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core, gallery
+    from faceprint.cli import core, evaluate, gallery
 
-    for module in (core, gallery):
+    for module in (core, evaluate, gallery):
         module.register(app)
 
 
