@@ -60,7 +60,7 @@ def _schema_v1(db: sqlite3.Connection) -> None:
         CREATE INDEX templates_by_embedder ON templates (embedder, embedder_version);
         CREATE INDEX templates_by_hash ON templates (content_hash);
         INSERT INTO meta (key, value) VALUES ('generation', '0');
-        """
+        """,
     )
 
 
@@ -128,6 +128,8 @@ class SQLiteStore:
             )
 
     def _migrate(self) -> None:
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # up to date: no write lock, so opening never waits for a busy writer
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
