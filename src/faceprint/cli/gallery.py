@@ -74,14 +74,15 @@ def enroll(
     gallery: GalleryOpt = None,
 ) -> None:
     """Enrol a person from images (or frames of a camera or video clip)."""
+    if not images and camera is None and video is None:
+        raise typer.BadParameter("give image files, --camera INDEX or --video PATH")
+    analyzer = _analyzer()
     sources: list = list(images or [])
     if camera is not None or video is not None:
         from faceprint.video.enrollment import pick_enrollment_frames
 
-        sources += pick_enrollment_frames(camera if camera is not None else str(video), k=frames)
-    if not sources:
-        raise typer.BadParameter("give image files, --camera INDEX or --video PATH")
-    analyzer = _analyzer()
+        source = camera if camera is not None else str(video)
+        sources += pick_enrollment_frames(source, k=frames, analyzer=analyzer)
     refused = 0
     with _open(gallery) as g:
         for src in sources:
