@@ -183,6 +183,12 @@ def _match_text(m: Match) -> str:
     where = f"box=({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})"
     if math.isinf(m.distance):
         return f"{m.name} (the gallery is empty)  {where}"
+    if not m.known:
+        nearest = m.candidates[0]
+        return (
+            f"unknown  (nearest {nearest.name} at distance {m.distance:.3f}, beyond the threshold; "
+            f"P(same) {m.confidence:.2f})  {where}"
+        )
     return f"{m.name}  (distance {m.distance:.3f}, confidence {m.confidence:.2f})  {where}"
 
 
