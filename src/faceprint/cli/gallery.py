@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
     app.command()(identify)
     app.command()(verify)
     app.command()(calibrate)
+    app.command()(threshold)
     app.add_typer(people_app, name="people")
 
 
@@ -263,6 +264,23 @@ def calibrate(
         with _open(gallery) as g:
             g.save_calibration(cal)
         typer.echo(f"saved to {g.location}")
+
+
+def threshold(
+    value: Annotated[float | None, typer.Argument(help="New distance threshold for this gallery.")] = None,
+    reset: Annotated[
+        bool, typer.Option(help="Drop the gallery's own threshold (back to calibrated).")
+    ] = False,
+    gallery: GalleryOpt = None,
+) -> None:
+    """Show or set the gallery's decision threshold for the default embedder."""
+    embedder = _analyzer().embedder
+    with _open(gallery) as g:
+        if value is not None or reset:
+            g.set_threshold(embedder.name, None if reset else value)
+        cal = g.calibration(embedder.name, embedder.threshold)
+    rates = "" if math.isnan(cal.far) else f" (FAR {cal.far:.3%}, TAR {cal.tar:.2%} on {cal.source})"
+    typer.echo(f"{embedder.name}: threshold {cal.threshold:.4f}{rates}")
 
 
 @people_app.command("list")
