@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from faceprint.cli.core import _report_error as report_error
 from faceprint.errors import FaceprintError
 
 if TYPE_CHECKING:
@@ -154,10 +155,7 @@ def identify(
                 matches = recognizer.identify(image, top_k=top_k)
             except FaceprintError as err:
                 failed += 1
-                if as_json:
-                    typer.echo(json.dumps({"image": str(path), "error": str(err)}))
-                else:
-                    typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+                report_error(err, as_json, path)
                 continue
             if as_json:
                 typer.echo(json.dumps({"image": str(path), "faces": [_match_json(m) for m in matches]}))
