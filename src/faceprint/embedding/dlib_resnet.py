@@ -234,3 +234,121 @@ def fold_affine(model: DlibResNet) -> DlibResNet:
             conv.bias.mul_(aff.weight).add_(aff.bias)
             setattr(owner, aff_name, nn.Identity())
     return folded
+
+
+def export_onnx(model: DlibResNet, path: Path) -> Path:
+    """Export the (folded) network to ONNX with a free batch dimension; written atomically."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+    # The TorchScript-based exporter: the dynamo one needs onnxscript, which faceprint does not depend on.
+    torch.onnx.export(
+        model,
+        (example,),
+        str(tmp),
+        input_names=["chips"],
+        output_names=["descriptors"],
+        dynamic_axes={"chips": {0: "n"}, "descriptors": {0: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    tmp.replace(path)
+    return path
+
+
+class DlibResNetEmbedder:
+    """dlib's 128-D face descriptor on 150x150 chips aligned to :data:`TEMPLATE`.
+
+    ``runtime``: "onnx" (ONNX Runtime on a graph exported from :class:`DlibResNet`), "torch" (PyTorch with
+    the affine layers folded, channels-last) or "auto", the fastest measured by bench/bench_embed.py
+    (ONNX Runtime when it is installed). ``threads``: intra-op threads, default the physical cores.
+    Weights load on the first call to :meth:`embed`, once, under a lock.
+    """
+
+    name = "dlib-resnet"
+    version = "1"
+    input_size = INPUT_SIZE
+    dim = 128
+    # Provisional (the lead calibrates it on LFW): distance on L2-normalised vectors.
+    threshold = 0.42
+    batch_size = 64  # chips per forward pass: bounds memory, larger batches are no faster per face
+
+    def __init__(self, runtime: Runtime = "auto", threads: int | None = None) -> None:
+        if runtime not in ("auto", "onnx", "torch"):
+            raise ModelError(f"unknown runtime {runtime!r} for {self.name}; use 'auto', 'onnx' or 'torch'")
+        if runtime == "auto":
+            runtime = "onnx" if _has_onnxruntime() else "torch"
+        self.runtime: Literal["onnx", "torch"] = runtime
+        self.threads = threads or torch.get_num_threads()
+        self._run: object | None = None
+        self._lock = threading.Lock()
+
+    def template(self) -> np.ndarray:
+        return TEMPLATE.copy()
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        raw = self.embed_raw(chips)
+        return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+
+    def embed_raw(self, chips: np.ndarray) -> np.ndarray:
+        """(N, 150, 150, 3) RGB uint8 -> (N, 128) float32 descriptors as dlib computes them (norm ~1.4)."""
+        chips = np.asarray(chips)
+        size = self.input_size
+        if chips.ndim != 4 or chips.shape[1:] != (size, size, 3) or chips.dtype != np.uint8:
+            raise ModelError(
+                f"{self.name} takes (N, {size}, {size}, 3) uint8 RGB chips, got {chips.shape} {chips.dtype}"
+            )
+        run = self._runner()
+        out = [run(chips[i : i + self.batch_size]) for i in range(0, len(chips), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def release(self) -> None:
+        """Drop the loaded network; the next call loads it again."""
+        with self._lock:
+            self._run = None
+
+    def _runner(self):  # noqa: ANN202 - a private callable, (n, S, S, 3) uint8 -> (n, dim) float32
+        with self._lock:
+            if self._run is None:
+                self._run = self._load_onnx() if self.runtime == "onnx" else self._load_torch()
+            return self._run
+
+    def _load_torch(self):  # noqa: ANN202
+        model = fold_affine(load_dlib_resnet()).to(memory_format=torch.channels_last)
+        threads = self.threads
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            with torch.inference_mode():
+                return model(x).numpy()
+
+        return run
+
+    def _load_onnx(self):  # noqa: ANN202
+        import onnxruntime as ort
+
+        path = cache_dir() / f"dlib-resnet-{WEIGHTS.sha256[:16]}-opset17.onnx"
+        if not path.is_file():
+            export_onnx(fold_affine(load_dlib_resnet()), path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors on a damaged file
+            path.unlink(missing_ok=True)
+            raise ModelError(f"{path}: cached ONNX model failed to load ({e}); it was removed, retry") from e
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+            return session.run(None, {"chips": x})[0]
+
+        return run
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
