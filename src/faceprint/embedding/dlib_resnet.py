@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,7 +213,7 @@ def load_dlib_resnet(weights: WeightFile = WEIGHTS) -> DlibResNet:
             try:
                 model.load_state_dict(torch.load(cached, weights_only=True, map_location="cpu"))
                 return model.eval()
-            except (RuntimeError, OSError, EOFError, ValueError):
+            except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
                 cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt from the source file
         model = parse_dlib_file(weights.verified_path())
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
