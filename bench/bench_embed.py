@@ -43,7 +43,9 @@ def lfw_chips(n: int) -> np.ndarray:
     raise SystemExit(f"found only {len(chips)} faces under {LFW}")
 
 
-def torch_variant(model: torch.nn.Module, channels_last: bool, script: bool) -> Callable[[np.ndarray], object]:
+def torch_variant(
+    model: torch.nn.Module, channels_last: bool, script: bool
+) -> Callable[[np.ndarray], object]:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     if script:

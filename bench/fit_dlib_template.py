@@ -124,7 +124,8 @@ def main() -> None:
     ]
     if same:
         print(f"for scale, dlib chips of the same person, different photos: median {np.median(same):.4f}")
-    print("\nTEMPLATE = np.array(\n    " + repr(template.round(2).tolist()) + ", dtype=np.float32\n)")
+    rows = ", ".join(f"[{x:.2f}, {y:.2f}]" for x, y in template)
+    print(f"\nTEMPLATE = np.array(\n    [{rows}], dtype=np.float32\n)")
 
 
 if __name__ == "__main__":

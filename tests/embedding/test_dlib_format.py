@@ -24,7 +24,7 @@ def layout() -> list[fmt.Wrapper]:
     return DlibResNet().dlib_layout()
 
 
-def damaged_copy(tmp_path: Path, source: Path, change) -> Path:  # noqa: ANN001 - bytes -> bytes
+def damaged_copy(tmp_path: Path, source: Path, change) -> Path:
     path = tmp_path / "damaged.dat"
     path.write_bytes(change(source.read_bytes()))
     return path
@@ -58,7 +58,7 @@ def test_corrupt_loss_header(tmp_path: Path, dat_file: Path) -> None:
 
 def test_bad_first_byte(tmp_path: Path, dat_file: Path) -> None:
     path = damaged_copy(tmp_path, dat_file, lambda b: b"\x7f" + b[1:])
-    with pytest.raises(ModelError, match="bad integer control byte 0x7f .* at byte offset 0"):
+    with pytest.raises(ModelError, match=r"bad integer control byte 0x7f .* at byte offset 0"):
         parse_dlib_file(path)
 
 
@@ -83,12 +83,14 @@ def test_inflated_tensor_dimension(tmp_path: Path, dat_file: Path) -> None:
 
 def test_foreign_dlib_file(dat_file: Path) -> None:
     other = package_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat", "x")
-    with pytest.raises(ModelError, match="shape_predictor_5_face_landmarks.dat: not a valid dlib model file"):
+    with pytest.raises(
+        ModelError, match=r"shape_predictor_5_face_landmarks\.dat: not a valid dlib model file"
+    ):
         parse_dlib_file(other)
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="nothing.dat: cannot read the model file"):
+    with pytest.raises(ModelError, match=r"nothing\.dat: cannot read the model file"):
         parse_dlib_file(tmp_path / "nothing.dat")
 
 

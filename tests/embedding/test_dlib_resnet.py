@@ -99,7 +99,7 @@ def test_weights_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     first = load_dlib_resnet()
     assert [p.name for p in tmp_path.iterdir()] == [f"dlib-resnet-{WEIGHTS.sha256[:16]}.pt"]
 
-    def no_parsing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_parsing(*args, **kwargs):
         raise AssertionError("the .dat file was parsed again")
 
     monkeypatch.setattr(dlib_format, "read_network", no_parsing)

@@ -113,14 +113,18 @@ class DlibReader:
         start = self.pos
         found = self.string(f"version tag of {what}")
         if found not in allowed:
-            raise self.error(f"expected {what} record {' or '.join(map(repr, allowed))}, found {found!r}", start)
+            raise self.error(
+                f"expected {what} record {' or '.join(map(repr, allowed))}, found {found!r}", start
+            )
         return found
 
     def version_int(self, what: str, allowed: Sequence[int]) -> int:
         start = self.pos
         found = self.integer(f"version of {what}", nbytes=4)
         if found not in allowed:
-            raise self.error(f"expected {what} version {' or '.join(map(str, allowed))}, found {found}", start)
+            raise self.error(
+                f"expected {what} version {' or '.join(map(str, allowed))}, found {found}", start
+            )
         return found
 
     def _dims(self, what: str) -> tuple[int, int, int, int]:
@@ -232,6 +236,8 @@ def _read_con(r: DlibReader) -> Conv:
         r.boolean("con use_relu")
     if filters[0] != num_filters or filters[2:] != (kh, kw) or min(stride) < 1:
         raise r.error(f"con filters {filters} disagree with {num_filters} filters of {kh}x{kw}")
+    if use_bias and math.prod(biases) != num_filters:
+        raise r.error(f"con biases {biases} disagree with {num_filters} filters")
     shapes = [filters] + ([(num_filters,)] if use_bias else [])
     pieces = _split_params(r, params, "con params", *shapes)
     return Conv(pieces[0], pieces[1] if use_bias else None, stride, padding)
@@ -260,7 +266,10 @@ def _read_pool(kind: Literal["max", "avg"]) -> Callable[[DlibReader], Pool]:
         r.version_string(f"{kind}_pool", (f"{kind}_pool_2",))
         size = (r.integer(f"{kind}_pool rows"), r.integer(f"{kind}_pool cols"))
         stride = (r.integer(f"{kind}_pool stride_y", nbytes=4), r.integer(f"{kind}_pool stride_x", nbytes=4))
-        padding = (r.integer(f"{kind}_pool padding_y", nbytes=4), r.integer(f"{kind}_pool padding_x", nbytes=4))
+        padding = (
+            r.integer(f"{kind}_pool padding_y", nbytes=4),
+            r.integer(f"{kind}_pool padding_x", nbytes=4),
+        )
         return Pool(kind, size, stride, padding)
 
     return read
@@ -357,7 +366,9 @@ def read_network(path: Path | str, layout: Sequence[Wrapper]) -> DlibNetwork:
             r.version_int(wrapper, (1,))
         else:
             is_input = i == len(layout) - 1
-            versions.append((wrapper, r.version_int(f"wrapper {i} ({wrapper})", (2, 3) if is_input else (1, 2))))
+            versions.append(
+                (wrapper, r.version_int(f"wrapper {i} ({wrapper})", (2, 3) if is_input else (1, 2)))
+            )
     net_input = _read_input(r)
     layers: list[Layer] = []
     for depth, (kind, version) in enumerate(reversed(versions)):
