@@ -58,8 +58,9 @@ def _encode(path: str) -> tuple[np.ndarray, bool]:
     else:
         # No face found: the same centred-box fallback faceprint's LFW protocol uses.
         side = min(h, w) * 0.45
-        rect = dlib.rectangle(round(w / 2 - side / 2), round(h / 2 - side / 2),
-                              round(w / 2 + side / 2), round(h / 2 + side / 2))
+        rect = dlib.rectangle(
+            round(w / 2 - side / 2), round(h / 2 - side / 2), round(w / 2 + side / 2), round(h / 2 + side / 2)
+        )
     shape = _worker["shape"](image, rect)
     vector = np.asarray(_worker["net"].compute_face_descriptor(image, shape, 1), np.float32)
     return vector, found
