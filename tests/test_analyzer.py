@@ -123,5 +123,5 @@ def test_models_load_lazily_once() -> None:
 def test_unknown_model_name_is_a_clear_error() -> None:
     from faceprint.errors import ModelError
 
-    with pytest.raises(ModelError, match="unknown embedder 'nope'.*dlib-resnet"):
-        FaceAnalyzer(embedder="nope").embedder
+    with pytest.raises(ModelError, match=r"unknown embedder 'nope'.*dlib-resnet"):
+        _ = FaceAnalyzer(embedder="nope").embedder
