@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from faceprint.errors import ImageError, ModelError
 from faceprint.types import Detection
@@ -27,8 +28,23 @@ _PNET_CELL = 12  # P-Net's receptive field ...
 _PNET_STRIDE = 2  # ... and its output stride, in pixels of the scaled image
 
 
+def _pixels_in(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """First conv on (N, H, W, 3) uint8 RGB pixels. The training normalisation (x - 127.5) / 128 is folded
+    into its weights (exact: the conv has no padding), so no pass over the image is spent on it."""
+    w = conv.weight * (1.0 / 128.0)
+    b = conv.bias - 127.5 * w.sum(dim=(1, 2, 3))
+    return F.conv2d(x.permute(0, 3, 1, 2).float(), w, b)
+
+
+def _face_prob(logits: torch.Tensor) -> torch.Tensor:
+    """P(face) = softmax over (non-face, face) logits, taken as the sigmoid of their difference."""
+    return torch.sigmoid(logits[:, 1] - logits[:, 0])
+
+
 class PNet(nn.Module):
-    """Fully convolutional proposal net: (N, 3, H, W) -> face prob (N, H', W'), box offsets (N, 4, H', W')."""
+    """Fully convolutional proposal net: (N, H, W, 3) uint8 -> P(face) (N, H', W'), box offsets (N, 4, H', W').
+
+    Output cell (i, j) sees the 12x12 window at (2j, 2i)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -39,13 +55,16 @@ class PNet(nn.Module):
         self.box, self.cls = nn.Conv2d(32, 4, 1), nn.Conv2d(32, 2, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        return torch.softmax(self.cls(x), dim=1)[:, 1], self.box(x)
+        # One-channel conv for the logit difference instead of softmax over two channels.
+        w, b = self.cls.weight, self.cls.bias
+        prob = torch.sigmoid(F.conv2d(x, w[1:] - w[:1], b[1:] - b[:1]))[:, 0]
+        return prob, self.box(x)
 
 
 class RNet(nn.Module):
-    """Refinement net: (N, 3, 24, 24) -> face prob (N,), box offsets (N, 4)."""
+    """Refinement net: (N, 24, 24, 3) uint8 -> P(face) (N,), box offsets (N, 4)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,15 +77,15 @@ class RNet(nn.Module):
         self.box, self.cls = nn.Linear(128, 4), nn.Linear(128, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.prelu3(self.conv3(x)).flatten(1)  # the dense weights were reordered for NCHW flatten
         x = self.prelu4(self.dense(x))
-        return torch.softmax(self.cls(x), dim=1)[:, 1], self.box(x)
+        return _face_prob(self.cls(x)), self.box(x)
 
 
 class ONet(nn.Module):
-    """Output net: (N, 3, 48, 48) -> face prob (N,), box offsets (N, 4), landmarks (N, 10: 5 x then 5 y)."""
+    """Output net: (N, 48, 48, 3) uint8 -> P(face) (N,), box offsets (N, 4), landmarks (N, 10: 5 x, 5 y)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,12 +100,12 @@ class ONet(nn.Module):
         self.box, self.landmarks, self.cls = nn.Linear(256, 4), nn.Linear(256, 10), nn.Linear(256, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.pool3(self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x)).flatten(1)
         x = self.prelu5(self.dense(x))
-        return torch.softmax(self.cls(x), dim=1)[:, 1], self.box(x), self.landmarks(x)
+        return _face_prob(self.cls(x)), self.box(x), self.landmarks(x)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -179,10 +198,28 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float)
     return scales
 
 
-def _normalise(batch: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in [-1, 1) as the nets were trained."""
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-    return x.sub_(127.5).mul_(1.0 / 128.0)
+class _Runtime:
+    """The three nets as ONNX Runtime sessions (exported from the modules above, cached)."""
+
+    def __init__(self, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        from faceprint.detection.mtcnn_weights import load_onnx, load_state_dict
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one per core
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.sessions = {}
+        for key, module, size in (("pnet", PNet(), 12), ("rnet", RNet(), 24), ("onet", ONet(), 48)):
+            module.load_state_dict(load_state_dict(key))
+            dynamic = {0: "n", 1: "h", 2: "w"} if key == "pnet" else {0: "n"}
+            example = torch.zeros((1, size, size, 3), dtype=torch.uint8)
+            graph = load_onnx(key, module, example, dynamic)
+            self.sessions[key] = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, key: str, pixels: np.ndarray) -> list[np.ndarray]:
+        return self.sessions[key].run(None, {"x": pixels})
 
 
 @dataclass
@@ -215,7 +252,11 @@ class MTCNNDetector:
         select: str = "all",
         threads: int | None = None,
     ) -> None:
-        if isinstance(min_face_size, bool) or not isinstance(min_face_size, (int, float)) or min_face_size < 1:
+        if (
+            isinstance(min_face_size, bool)
+            or not isinstance(min_face_size, (int, float))
+            or min_face_size < 1
+        ):
             raise ModelError(f"MTCNN: min_face_size must be a number of pixels >= 1, got {min_face_size!r}")
         thresholds = tuple(thresholds)
         if len(thresholds) != 3 or not all(
@@ -233,21 +274,15 @@ class MTCNNDetector:
         self.factor = float(factor)
         self.select = select
         self.threads = threads
-        self._nets: tuple[PNet, RNet, ONet] | None = None
+        self._runtime: _Runtime | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> tuple[PNet, RNet, ONet]:
-        if self._nets is None:
+    def _load(self) -> _Runtime:
+        if self._runtime is None:
             with self._lock:
-                if self._nets is None:
-                    from faceprint.detection.mtcnn_weights import load_state_dict
-
-                    nets = (PNet(), RNet(), ONet())
-                    for net, key in zip(nets, ("pnet", "rnet", "onet"), strict=True):
-                        net.load_state_dict(load_state_dict(key))
-                        net.eval()
-                    self._nets = nets
-        return self._nets
+                if self._runtime is None:
+                    self._runtime = _Runtime(self.threads)
+        return self._runtime
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """All faces in one RGB uint8 HxWx3 image, highest score first (``select`` applied)."""
@@ -264,11 +299,10 @@ class MTCNNDetector:
         ]
         if not usable:
             return results
-        pnet, rnet, onet = self._load()
-        with torch.inference_mode():
-            cands = self._propose(pnet, images, usable)
-            cands = self._refine(rnet, images, cands)
-            cands, landmarks = self._output(onet, images, cands)
+        nets = self._load()
+        cands = self._propose(nets, images, usable)
+        cands = self._refine(nets, images, cands)
+        cands, landmarks = self._output(nets, images, cands)
         for row in range(cands.image.shape[0]):
             x1, y1, x2, y2 = cands.boxes[row].tolist()
             # 1-based inclusive -> continuous pixel coordinates (landmarks already are).
@@ -276,7 +310,7 @@ class MTCNNDetector:
             results[int(cands.image[row])].append(det)
         return [self._choose(dets, images[i].shape) for i, dets in enumerate(results)]
 
-    def _propose(self, pnet: PNet, images: Sequence[np.ndarray], usable: list[int]) -> _Candidates:
+    def _propose(self, nets: _Runtime, images: Sequence[np.ndarray], usable: list[int]) -> _Candidates:
         """P-Net over each image's pyramid; NMS per scale, then across scales; regress; square."""
         by_size: dict[tuple[int, int], list[int]] = {}
         for i in usable:
@@ -286,8 +320,10 @@ class MTCNNDetector:
         for (h, w), members in by_size.items():
             for scale in pyramid_scales(h, w, self.min_face_size, self.factor):
                 hs, ws = int(np.ceil(h * scale)), int(np.ceil(w * scale))
-                batch = np.stack([cv2.resize(images[i], (ws, hs), interpolation=cv2.INTER_AREA) for i in members])
-                prob, reg = (t.numpy() for t in pnet(_normalise(batch)))
+                batch = np.stack(
+                    [cv2.resize(images[i], (ws, hs), interpolation=cv2.INTER_AREA) for i in members]
+                )
+                prob, reg = nets("pnet", batch)
                 n, ys, xs = np.nonzero(prob >= self.thresholds[0])
                 if n.size == 0:
                     continue
@@ -314,11 +350,11 @@ class MTCNNDetector:
         cands.boxes = np.fix(square(regress(cands.boxes, reg, plus_one=False)))
         return cands
 
-    def _refine(self, rnet: RNet, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
+    def _refine(self, nets: _Runtime, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
         """R-Net on 24x24 crops of all candidates at once; threshold; NMS per image; regress; square."""
         if cands.image.size == 0:
             return cands
-        prob, reg = (t.numpy() for t in rnet(_normalise(_crops(images, cands, 24))))
+        prob, reg = nets("rnet", _crops(images, cands, 24))
         passed = np.flatnonzero(prob > self.thresholds[1])
         cands = _Candidates(cands.image[passed], cands.boxes[passed], prob[passed])
         keep = grouped_nms(cands.boxes, cands.scores, cands.image, 0.7)
@@ -327,12 +363,12 @@ class MTCNNDetector:
         return cands
 
     def _output(
-        self, onet: ONet, images: Sequence[np.ndarray], cands: _Candidates
+        self, nets: _Runtime, images: Sequence[np.ndarray], cands: _Candidates
     ) -> tuple[_Candidates, np.ndarray]:
         """O-Net on 48x48 crops of all candidates at once; threshold; landmarks; regress; NMS ("min")."""
         if cands.image.size == 0:
             return cands, np.zeros((0, 5, 2), np.float32)
-        prob, reg, marks = (t.numpy() for t in onet(_normalise(_crops(images, cands, 48))))
+        prob, reg, marks = nets("onet", _crops(images, cands, 48))
         passed = np.flatnonzero(prob > self.thresholds[2])
         cands = _Candidates(cands.image[passed], cands.boxes[passed], prob[passed])
         boxes = cands.boxes
@@ -353,7 +389,12 @@ class MTCNNDetector:
         if self.select == "largest":
             return [max(dets, key=lambda d: d.width * d.height)]
         cy, cx = shape[0] / 2.0, shape[1] / 2.0
-        return [min(dets, key=lambda d: ((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2)]
+        return [
+            min(
+                dets,
+                key=lambda d: ((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2,
+            )
+        ]
 
 
 def _crops(images: Sequence[np.ndarray], cands: _Candidates, size: int) -> np.ndarray:
