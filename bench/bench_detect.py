@@ -37,8 +37,7 @@ def make_frames(video_frame: int) -> dict[str, np.ndarray]:
     photo = cv2.imread(str(PHOTO))
     if photo is None:
         sys.exit(f"cannot read {PHOTO}")
-    h, w = photo.shape[:2]
-    x0 = (w - 640) // 2  # 853x480 -> centre 640x480 (the face is near the centre)
+    x0 = (photo.shape[1] - 640) // 2  # 853x480 -> centre 640x480 (the face is near the centre)
     frames = {"photo 640x480": np.ascontiguousarray(photo[:480, x0 : x0 + 640, ::-1])}
     cap = cv2.VideoCapture(str(VIDEO))
     cap.set(cv2.CAP_PROP_POS_FRAMES, video_frame)
@@ -140,7 +139,9 @@ def iou(a: list[float], b: list[float]) -> float:
 
 def agreement(boxes: list[list[float]], anchor: list[list[float]]) -> str:
     """Greedy one-to-one matching at IoU >= 0.5: 'matched/anchor faces, mean IoU of the matches'."""
-    pairs = sorted(((iou(a, b), i, j) for i, a in enumerate(boxes) for j, b in enumerate(anchor)), reverse=True)
+    pairs = sorted(
+        ((iou(a, b), i, j) for i, a in enumerate(boxes) for j, b in enumerate(anchor)), reverse=True
+    )
     used_i, used_j, ious = set(), set(), []
     for v, i, j in pairs:
         if v >= 0.5 and i not in used_i and j not in used_j:

@@ -42,9 +42,8 @@ def _face_prob(logits: torch.Tensor) -> torch.Tensor:
 
 
 class PNet(nn.Module):
-    """Fully convolutional proposal net: (N, H, W, 3) uint8 -> P(face) (N, H', W'), box offsets (N, 4, H', W').
-
-    Output cell (i, j) sees the 12x12 window at (2j, 2i)."""
+    """Fully convolutional proposal net: (N, H, W, 3) uint8 -> P(face) (N, H', W'), box offsets
+    (N, 4, H', W'). Output cell (i, j) sees the 12x12 window at (2j, 2i)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -198,8 +197,9 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float)
     return scales
 
 
-class _Runtime:
-    """The three nets as ONNX Runtime sessions (exported from the modules above, cached)."""
+class MTCNNNets:
+    """The three nets as ONNX Runtime sessions (exported from the modules above, cached). Call with a
+    net name and (N, H, W, 3) uint8 RGB pixels; returns that net's outputs as numpy arrays."""
 
     def __init__(self, threads: int | None) -> None:
         import onnxruntime as ort
@@ -274,14 +274,15 @@ class MTCNNDetector:
         self.factor = float(factor)
         self.select = select
         self.threads = threads
-        self._runtime: _Runtime | None = None
+        self._runtime: MTCNNNets | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> _Runtime:
+    def load(self) -> MTCNNNets:
+        """Load the nets now (thread-safe, once); otherwise the first detection does."""
         if self._runtime is None:
             with self._lock:
                 if self._runtime is None:
-                    self._runtime = _Runtime(self.threads)
+                    self._runtime = MTCNNNets(self.threads)
         return self._runtime
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -299,7 +300,7 @@ class MTCNNDetector:
         ]
         if not usable:
             return results
-        nets = self._load()
+        nets = self.load()
         cands = self._propose(nets, images, usable)
         cands = self._refine(nets, images, cands)
         cands, landmarks = self._output(nets, images, cands)
@@ -310,7 +311,7 @@ class MTCNNDetector:
             results[int(cands.image[row])].append(det)
         return [self._choose(dets, images[i].shape) for i, dets in enumerate(results)]
 
-    def _propose(self, nets: _Runtime, images: Sequence[np.ndarray], usable: list[int]) -> _Candidates:
+    def _propose(self, nets: MTCNNNets, images: Sequence[np.ndarray], usable: list[int]) -> _Candidates:
         """P-Net over each image's pyramid; NMS per scale, then across scales; regress; square."""
         by_size: dict[tuple[int, int], list[int]] = {}
         for i in usable:
@@ -350,7 +351,7 @@ class MTCNNDetector:
         cands.boxes = np.fix(square(regress(cands.boxes, reg, plus_one=False)))
         return cands
 
-    def _refine(self, nets: _Runtime, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
+    def _refine(self, nets: MTCNNNets, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
         """R-Net on 24x24 crops of all candidates at once; threshold; NMS per image; regress; square."""
         if cands.image.size == 0:
             return cands
@@ -363,7 +364,7 @@ class MTCNNDetector:
         return cands
 
     def _output(
-        self, nets: _Runtime, images: Sequence[np.ndarray], cands: _Candidates
+        self, nets: MTCNNNets, images: Sequence[np.ndarray], cands: _Candidates
     ) -> tuple[_Candidates, np.ndarray]:
         """O-Net on 48x48 crops of all candidates at once; threshold; landmarks; regress; NMS ("min")."""
         if cands.image.size == 0:

@@ -3,9 +3,9 @@
 The package stores each net as a joblib pickle (lz4-compressed) of a plain list of float32 arrays in Keras
 layout. We read it exactly once, with an unpickler that can build nothing but numpy arrays, convert the
 arrays to PyTorch state dicts and cache those (``torch.save``) under the faceprint cache dir, keyed by the
-source file's SHA-256; every later load is ``torch.load(weights_only=True)`` and never unpickles. The ONNX graphs the detector
-runs (ONNX Runtime measured 3-10x faster than eager PyTorch on these small convs, see bench/bench_detect.py)
-are exported from the PyTorch modules, the one definition of each architecture, and cached beside them.
+source file's SHA-256; every later load is ``torch.load(weights_only=True)`` and never unpickles.
+The ONNX graphs the detector runs are exported from the PyTorch modules (the one definition of each
+architecture) and cached beside them.
 """
 
 from __future__ import annotations
