@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from faceprint.detection import mtcnn as M
+from faceprint.detection import mtcnn_nets as N
 from faceprint.detection import mtcnn_weights as W
 from faceprint.errors import ImageError, ModelError
 from faceprint.models import WeightFile
@@ -160,10 +161,7 @@ def test_onnx_graphs_match_the_torch_modules(detector, astronaut):
     """The runtime graphs are exports of the modules: one definition per architecture."""
     nets = detector.load()
     crops = _patches([astronaut], 48)
-    modules = {}
-    for key, cls in (("pnet", M.PNet), ("onet", M.ONet)):
-        modules[key] = cls()
-        modules[key].load_state_dict(W.load_state_dict(key))
+    modules = {key: N.build(key, W.load_state_dict(key)) for key in ("pnet", "onet")}
     with torch.inference_mode():
         want = modules["onet"](torch.from_numpy(crops))
         level = np.ascontiguousarray(astronaut[::4, ::4])

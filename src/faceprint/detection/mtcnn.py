@@ -16,9 +16,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 from faceprint.errors import ImageError, ModelError
 from faceprint.types import Detection
@@ -26,85 +23,6 @@ from faceprint.types import Detection
 SELECTIONS = ("all", "largest", "central")
 _PNET_CELL = 12  # P-Net's receptive field ...
 _PNET_STRIDE = 2  # ... and its output stride, in pixels of the scaled image
-
-
-def _pixels_in(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """First conv on (N, H, W, 3) uint8 RGB pixels. The training normalisation (x - 127.5) / 128 is folded
-    into its weights (exact: the conv has no padding), so no pass over the image is spent on it."""
-    w = conv.weight * (1.0 / 128.0)
-    b = conv.bias - 127.5 * w.sum(dim=(1, 2, 3))
-    return F.conv2d(x.permute(0, 3, 1, 2).float(), w, b)
-
-
-def _face_prob(logits: torch.Tensor) -> torch.Tensor:
-    """P(face) = softmax over (non-face, face) logits, taken as the sigmoid of their difference."""
-    return torch.sigmoid(logits[:, 1] - logits[:, 0])
-
-
-class PNet(nn.Module):
-    """Fully convolutional proposal net: (N, H, W, 3) uint8 -> P(face) (N, H', W'), box offsets
-    (N, 4, H', W'). Output cell (i, j) sees the 12x12 window at (2j, 2i)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)  # Keras "same" pooling
-        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
-        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
-        self.box, self.cls = nn.Conv2d(32, 4, 1), nn.Conv2d(32, 2, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        # One-channel conv for the logit difference instead of softmax over two channels.
-        w, b = self.cls.weight, self.cls.bias
-        prob = torch.sigmoid(F.conv2d(x, w[1:] - w[:1], b[1:] - b[:1]))[:, 0]
-        return prob, self.box(x)
-
-
-class RNet(nn.Module):
-    """Refinement net: (N, 24, 24, 3) uint8 -> P(face) (N,), box offsets (N, 4)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2)
-        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
-        self.dense, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
-        self.box, self.cls = nn.Linear(128, 4), nn.Linear(128, 2)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x)).flatten(1)  # the dense weights were reordered for NCHW flatten
-        x = self.prelu4(self.dense(x))
-        return _face_prob(self.cls(x)), self.box(x)
-
-
-class ONet(nn.Module):
-    """Output net: (N, 48, 48, 3) uint8 -> P(face) (N,), box offsets (N, 4), landmarks (N, 10: 5 x, 5 y)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2)
-        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
-        self.dense, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
-        self.box, self.landmarks, self.cls = nn.Linear(256, 4), nn.Linear(256, 10), nn.Linear(256, 2)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x)).flatten(1)
-        x = self.prelu5(self.dense(x))
-        return _face_prob(self.cls(x)), self.box(x), self.landmarks(x)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -198,25 +116,25 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float)
 
 
 class MTCNNNets:
-    """The three nets as ONNX Runtime sessions (exported from the modules above, cached). Call with a
+    """The three nets as ONNX Runtime sessions (graphs exported from ``mtcnn_nets``, cached). Call with a
     net name and (N, H, W, 3) uint8 RGB pixels; returns that net's outputs as numpy arrays."""
 
     def __init__(self, threads: int | None) -> None:
         import onnxruntime as ort
 
-        from faceprint.detection.mtcnn_weights import load_onnx, load_state_dict
+        from faceprint.detection.mtcnn_weights import NETS, load_onnx
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one per core
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.sessions = {}
-        for key, module, size in (("pnet", PNet(), 12), ("rnet", RNet(), 24), ("onet", ONet(), 48)):
-            module.load_state_dict(load_state_dict(key))
-            dynamic = {0: "n", 1: "h", 2: "w"} if key == "pnet" else {0: "n"}
-            example = torch.zeros((1, size, size, 3), dtype=torch.uint8)
-            graph = load_onnx(key, module, example, dynamic)
-            self.sessions[key] = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        # Every pyramid level and candidate count is a new shape: an arena keeps each one's buffers
+        # (measured: peak RSS 583 -> 324 MiB on a 1080p frame without it, and no slower).
+        options.enable_cpu_mem_arena = False
+        self.sessions = {
+            key: ort.InferenceSession(load_onnx(key), options, providers=["CPUExecutionProvider"])
+            for key in NETS
+        }
 
     def __call__(self, key: str, pixels: np.ndarray) -> list[np.ndarray]:
         return self.sessions[key].run(None, {"x": pixels})
