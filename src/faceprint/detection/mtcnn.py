@@ -30,24 +30,31 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
 
     Hand-written because torchvision is not a dependency and its NMS has no "min" mode, which MTCNN's last
     stage needs (overlap = intersection / smaller area). Areas count pixels inclusively (+1) like the
-    original. Each round is vectorised over the remaining boxes; rounds = boxes kept.
+    original. The pairwise overlaps are computed in blocks of rows; the greedy pass then visits only
+    boxes that overlap a lower-scored one.
     """
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
     order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
+    b = boxes[order].astype(np.float32)  # half the memory traffic; coordinates are whole pixels or so
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    n = b.shape[0]
+    overlapping = np.zeros((n, n), dtype=bool)
+    for start in range(0, n, 512):
+        rows = slice(start, min(start + 512, n))
+        w = np.minimum(x2[rows, None], x2) - np.maximum(x1[rows, None], x1) + 1
+        h = np.minimum(y2[rows, None], y2) - np.maximum(y1[rows, None], y1) + 1
+        inter = np.maximum(w, 0.0, out=w) * np.maximum(h, 0.0, out=h)
         if mode == "min":
-            overlap = inter / np.minimum(area[i], area[rest])
+            denominator = np.minimum(area[rows, None], area)
         else:
-            overlap = inter / (area[i] + area[rest] - inter)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+            denominator = area[rows, None] + area - inter
+        overlapping[rows] = inter > threshold * denominator
+    overlapping = np.triu(overlapping, k=1)  # a box only suppresses lower-scored ones
+    removed = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(overlapping.any(axis=1)).tolist():
+        if not removed[i]:
+            removed |= overlapping[i]
+    return order[~removed]
 
 
 def grouped_nms(
