@@ -44,10 +44,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
         w = np.minimum(x2[rows, None], x2) - np.maximum(x1[rows, None], x1) + 1
         h = np.minimum(y2[rows, None], y2) - np.maximum(y1[rows, None], y1) + 1
         inter = np.maximum(w, 0.0, out=w) * np.maximum(h, 0.0, out=h)
-        if mode == "min":
-            denominator = np.minimum(area[rows, None], area)
-        else:
-            denominator = area[rows, None] + area - inter
+        smaller = mode == "min"
+        denominator = np.minimum(area[rows, None], area) if smaller else area[rows, None] + area - inter
         overlapping[rows] = inter > threshold * denominator
     overlapping = np.triu(overlapping, k=1)  # a box only suppresses lower-scored ones
     removed = np.zeros(n, dtype=bool)
