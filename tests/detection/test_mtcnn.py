@@ -172,6 +172,43 @@ def test_onnx_graphs_match_the_torch_modules(detector, astronaut):
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
 
 
+# ---- box handling -------------------------------------------------------------------------------------
+
+
+def _greedy_nms(boxes, scores, threshold, mode):
+    """Textbook one-box-at-a-time greedy NMS (inclusive pixel areas), the reference for ours."""
+    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    keep = []
+    for i in np.argsort(-scores, kind="stable"):
+        for j in keep:
+            w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + 1
+            h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + 1
+            inter = max(w, 0) * max(h, 0)
+            denominator = min(area[i], area[j]) if mode == "min" else area[i] + area[j] - inter
+            if inter / denominator > threshold:
+                break
+        else:
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("mode", ["union", "min"])
+@pytest.mark.parametrize("n", [0, 1, 300, 700])
+def test_nms_is_greedy_nms(mode, n):
+    rng = np.random.default_rng(n)
+    corner = rng.uniform(0, 400, (n, 2))
+    boxes = np.hstack([corner, corner + rng.uniform(5, 80, (n, 2))]).round()
+    scores = rng.random(n)
+    for threshold in (0.5, 0.7):
+        assert M.nms(boxes, scores, threshold, mode).tolist() == _greedy_nms(boxes, scores, threshold, mode)
+
+
+def test_grouped_nms_keeps_groups_apart():
+    boxes = np.array([[10, 10, 50, 50], [12, 12, 52, 52], [10, 10, 50, 50]], dtype=np.float64)
+    scores = np.array([0.9, 0.8, 0.7])
+    assert sorted(M.grouped_nms(boxes, scores, np.array([0, 0, 1]), 0.5).tolist()) == [0, 2]
+
+
 # ---- real faces ---------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""MTCNN face detector (Zhang et al. 2016) in PyTorch, with the weights the ``mtcnn`` package ships.
+"""MTCNN face detector (Zhang et al. 2016) with the weights the ``mtcnn`` package ships.
 
 The cascade follows the original release (the MATLAB code and its Python port in davidsandberg/facenet):
 an image pyramid through P-Net, NMS per scale (0.5) and across scales (0.7), box regression, square-ing;
@@ -6,6 +6,9 @@ R-Net on 24x24 crops, NMS 0.7, regression, square-ing; O-Net on 48x48 crops, reg
 final NMS (0.7, intersection over the smaller box). Internally boxes keep the original's 1-based inclusive
 pixel convention so every rounding step matches it; results are converted once, at the end, to
 continuous pixel coordinates (``image[y1:y2, x1:x2]`` is the region the nets saw).
+
+The nets are defined in PyTorch (``mtcnn_nets``) and run as exported ONNX graphs in ONNX Runtime, which
+keeps per-session thread counts and measured faster than eager PyTorch here (see bench/bench_detect.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
     boxes that overlap a lower-scored one.
     """
     order = np.argsort(-scores, kind="stable")
-    b = boxes[order].astype(np.float32)  # half the memory traffic; coordinates are whole pixels or so
+    b = boxes[order].astype(np.float32)  # image coordinates: float32 is exact enough, half the traffic
     x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
     n = b.shape[0]
@@ -58,12 +61,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
 def grouped_nms(
     boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: float, mode: str = "union"
 ) -> np.ndarray:
-    """NMS within each group (image, or image and scale) in one pass: groups are shifted apart so boxes of
-    different groups never overlap."""
-    if boxes.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    span = float(boxes.max() - boxes.min()) + 2.0
-    return nms(boxes + (groups.astype(np.float64) * span)[:, None], scores, threshold, mode)
+    """NMS within each group (an image, or an image at one scale); indices into ``boxes``."""
+    kept = []
+    for g in np.unique(groups).tolist():
+        members = np.flatnonzero(groups == g)
+        kept.append(members[nms(boxes[members], scores[members], threshold, mode)])
+    return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
 
 
 def regress(boxes: np.ndarray, offsets: np.ndarray, plus_one: bool = True) -> np.ndarray:
