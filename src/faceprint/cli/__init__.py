@@ -1,0 +1,50 @@
+"""The `faceprint` command. Thin: parse, call the Python API, print. Each area adds its commands
+through a ``register(app)`` function in its own module here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from faceprint.errors import FaceprintError
+
+app = typer.Typer(
+    name="faceprint",
+    help="Find, align, embed and recognise faces — offline, on CPU.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_all() -> None:
+    from faceprint.cli import core
+
+    for module in (core,):
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: FaceprintError becomes a one-line message and exit status 1, never a traceback."""
+    _register_all()
+    try:
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except FaceprintError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
+    except Exception as err:  # click's usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

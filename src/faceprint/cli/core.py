@@ -1,0 +1,105 @@
+"""Core commands: detect, embed, compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from faceprint.errors import FaceprintError
+
+Images = Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(detect)
+    app.command()(embed)
+    app.command()(compare)
+
+
+def _analyzer(**detector_options: object):
+    from faceprint.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer(detector_options=detector_options)
+
+
+def detect(
+    images: Images,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
+    draw: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = None,
+    min_face_size: Annotated[int, typer.Option(help="Smallest face side to look for, in pixels.")] = 20,
+) -> None:
+    """Find every face: box, score and 5 landmarks."""
+    from faceprint.draw import draw_faces
+    from faceprint.io import load_image
+
+    analyzer = _analyzer(min_face_size=min_face_size)
+    failed = 0
+    for path in images:
+        try:
+            image = load_image(path)
+            detections = analyzer.detector.detect(image)
+        except FaceprintError as err:
+            failed += 1
+            _report_error(err, as_json, path)
+            continue
+        if as_json:
+            typer.echo(json.dumps({"image": str(path), "faces": [_det_json(d) for d in detections]}))
+        else:
+            typer.echo(f"{path}: {len(detections)} face(s)")
+            for i, d in enumerate(detections):
+                x1, y1, x2, y2 = d.box
+                typer.echo(f"  #{i}  box=({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})  score={d.score:.3f}")
+        if draw is not None:
+            draw.mkdir(parents=True, exist_ok=True)
+            draw_faces(image, detections, draw / f"{path.stem}.jpg")
+    if failed:
+        raise typer.Exit(1)
+
+
+def embed(
+    images: Images,
+    out: Annotated[Path, typer.Option("--out", help="Output .npy file (N x 128 float32).")],
+) -> None:
+    """Embed the face of each portrait; writes an (N, D) array in the order given."""
+    analyzer = _analyzer()
+    vectors = []
+    for path in images:
+        vectors.append(analyzer.analyze_one(path).embedding)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, np.stack(vectors).astype(np.float32))
+    typer.echo(f"wrote {len(vectors)} embedding(s) of dimension {vectors[0].shape[0]} to {out}")
+
+
+def compare(
+    image_a: Annotated[Path, typer.Argument(help="First image (one face).")],
+    image_b: Annotated[Path, typer.Argument(help="Second image (one face).")],
+    threshold: Annotated[
+        float | None, typer.Option(help="Distance threshold; default: the embedder's calibrated one.")
+    ] = None,
+) -> None:
+    """Distance between the faces of two images and same/different at the threshold."""
+    analyzer = _analyzer()
+    a, b = (analyzer.analyze_one(p).embedding for p in (image_a, image_b))
+    distance = float(np.linalg.norm(a - b))
+    limit = analyzer.embedder.threshold if threshold is None else threshold
+    verdict = "same person" if distance <= limit else "different people"
+    typer.echo(f"distance {distance:.4f} (threshold {limit:.4f}): {verdict}")
+
+
+def _det_json(d) -> dict:
+    return {
+        "box": [round(v, 2) for v in d.box],
+        "score": round(d.score, 5),
+        "landmarks": np.round(d.landmarks, 2).tolist(),
+    }
+
+
+def _report_error(err: FaceprintError, as_json: bool, path: Path) -> None:
+    if as_json:
+        typer.echo(json.dumps({"image": str(path), "error": str(err)}))
+    else:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
