@@ -18,7 +18,7 @@ import os
 import pickle
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -199,7 +199,8 @@ def parse_dlib_file(path: Path | str) -> DlibResNet:
     return model.eval()
 
 
-_load_lock = threading.Lock()
+# One lock for every cache write in this process (re-entrant: the ONNX export loads the weights).
+_load_lock = threading.RLock()
 
 
 def load_dlib_resnet(weights: WeightFile = WEIGHTS) -> DlibResNet:
@@ -261,6 +262,15 @@ def export_onnx(model: DlibResNet, path: Path) -> Path:
     return path
 
 
+def onnx_model(weights: WeightFile = WEIGHTS, *, rebuild: bool = False) -> Path:
+    """The cached ONNX export of the folded network (made on first use, or again with ``rebuild``)."""
+    path = cache_dir() / f"dlib-resnet-{weights.sha256[:16]}-opset17.onnx"
+    with _load_lock:
+        if rebuild or not path.is_file():
+            export_onnx(fold_affine(load_dlib_resnet(weights)), path)
+    return path
+
+
 class DlibResNetEmbedder:
     """dlib's 128-D face descriptor on 150x150 chips aligned to :data:`TEMPLATE`.
 
@@ -285,7 +295,7 @@ class DlibResNetEmbedder:
             runtime = "onnx" if _has_onnxruntime() else "torch"
         self.runtime: Literal["onnx", "torch"] = runtime
         self.threads = threads or torch.get_num_threads()
-        self._run: object | None = None
+        self._run: Callable[[np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def template(self) -> np.ndarray:
@@ -312,13 +322,13 @@ class DlibResNetEmbedder:
         with self._lock:
             self._run = None
 
-    def _runner(self):
+    def _runner(self) -> Callable[[np.ndarray], np.ndarray]:
         with self._lock:
             if self._run is None:
                 self._run = self._load_onnx() if self.runtime == "onnx" else self._load_torch()
             return self._run
 
-    def _load_torch(self):
+    def _load_torch(self) -> Callable[[np.ndarray], np.ndarray]:
         model = fold_affine(load_dlib_resnet()).to(memory_format=torch.channels_last)
         threads = self.threads
 
@@ -336,23 +346,21 @@ class DlibResNetEmbedder:
 
         return run
 
-    def _load_onnx(self):
+    def _load_onnx(self) -> Callable[[np.ndarray], np.ndarray]:
         import onnxruntime as ort
 
-        path = cache_dir() / f"dlib-resnet-{WEIGHTS.sha256[:16]}-opset17.onnx"
-        if not path.is_file():
-            export_onnx(fold_affine(load_dlib_resnet()), path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle threads sleep instead of spinning: on a shared CPU spinning doubled the time per face.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = onnx_model()
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own untyped errors on a damaged file
-            path.unlink(missing_ok=True)
-            raise ModelError(f"{path}: cached ONNX model failed to load ({e}); it was removed, retry") from e
+        except Exception:  # onnxruntime's own error types: a damaged cache entry is exported again
+            path = onnx_model(rebuild=True)
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         def run(batch: np.ndarray) -> np.ndarray:
             x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
