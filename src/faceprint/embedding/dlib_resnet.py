@@ -5,7 +5,7 @@ The network (from dlib's ``dnn_face_recognition_ex.cpp``): a 7x7/2 conv with 32 
 (32 x3, 64 x4, 128 x3, 256 x3, 256 x1; the first block of each stage after the first halves the size
 with a stride-2 conv and a 2x2 average pool on the skip path), a global average and a 128x256 linear map
 without bias. :class:`DlibResNet` is the one definition: the dlib file layout, the loading of the weights
-and the inference variants (affine folded into the convs, TorchScript, ONNX) all derive from it.
+and the inference variants (affine layers folded into the convs, the ONNX export) all derive from it.
 
 Weights come from our own reader of dlib's format (:mod:`faceprint.embedding.dlib_format`), after the
 file's SHA-256 is checked, and are cached as a plain state_dict keyed by that hash.
@@ -104,7 +104,11 @@ class ResBlock(nn.Module):
 
 
 class DlibResNet(nn.Module):
-    """(N, 3, 150, 150) float RGB in 0..255 -> (N, 128) raw descriptors, as dlib computes them."""
+    """(N, 3, 150, 150) float RGB in 0..255 -> (N, 128) raw descriptors, as dlib computes them.
+
+    Trainable as it stands: no batch norm (dlib's affine layers are plain learnable scale and shift), so
+    ``train()`` and ``eval()`` compute the same function.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -247,7 +251,9 @@ def export_onnx(model: DlibResNet, path: Path) -> Path:
     with warnings.catch_warnings():
         # add_prev's padding reads shapes, which tracing freezes: right, as the chip size is fixed.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # The TorchScript-based exporter: the dynamo one needs onnxscript, not a faceprint dependency.
+        # The TorchScript-based exporter (deprecated, still in the pinned torch): the torch.export-based
+        # one needs onnxscript, which faceprint does not depend on.
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model,
             (example,),
@@ -281,7 +287,7 @@ class DlibResNetEmbedder:
     """
 
     name = "dlib-resnet"
-    version = "1"
+    version = "1"  # bump when TEMPLATE, the weights or the preprocessing change
     input_size = INPUT_SIZE
     dim = 128
     # Provisional (the lead calibrates it on LFW): distance on L2-normalised vectors.
