@@ -28,7 +28,7 @@ import numpy as np
 from faceie.mtcnn.detect_faces import detect_faces
 from PIL import Image
 
-from faceprint.alignment import similarity_transform, transform_points
+from faceprint.alignment import align_face, similarity_transform, transform_points
 from faceprint.embedding.dlib_resnet import TEMPLATE, DlibResNetEmbedder
 from faceprint.models import package_file
 
@@ -98,23 +98,43 @@ def main() -> None:
     pixel_gap = np.abs(own.astype(int) - np.stack(dlib_chips).astype(int))
     print(f"dlib's transform re-applied with OpenCV: mean |pixel difference| {pixel_gap.mean():.2f}")
 
+    # Geometry: where a point of dlib's chip lands in ours (5x5 grid over the chip), in chip pixels.
+    grid = np.stack(np.meshgrid(np.linspace(0, SIZE - 1, 5), np.linspace(0, SIZE - 1, 5)), -1).reshape(-1, 2)
+    shift = [
+        np.linalg.norm(
+            transform_points(
+                similarity_transform(p, template), transform_points(cv2.invertAffineTransform(m), grid)
+            )
+            - grid,
+            axis=1,
+        ).mean()
+        for p, m in zip(mtcnn_points, transforms, strict=True)
+    ]
+    p95 = np.percentile(shift, 95)
+    print(f"a point of dlib's chip in ours: mean shift {np.mean(shift):.2f} px, p95 {p95:.2f}")
+
     embedder = DlibResNetEmbedder()
     reference = embedder.embed(np.stack(dlib_chips))
-    print("\nembedding distance, our chip vs dlib's chip of the same face (L2-normalised vectors):")
-    print(f"{'template':<22}{'border':<10}{'mean':>8}{'median':>8}{'p95':>8}{'max':>8}")
-    for name, tmpl in (("fitted now", template), ("in dlib_resnet.py", TEMPLATE)):
-        for border_name, border in (("constant", cv2.BORDER_CONSTANT), ("replicate", cv2.BORDER_REPLICATE)):
-            chips = np.stack(
-                [
-                    cv2.warpAffine(im, similarity_transform(p, tmpl), (SIZE, SIZE), borderMode=border)
-                    for im, p in zip(images, mtcnn_points, strict=True)
-                ]
+    rows = {
+        "dlib's transform, OpenCV warp": own,
+        "fitted template": [
+            align_face(im, p, template, SIZE) for im, p in zip(images, mtcnn_points, strict=True)
+        ],
+        "fitted, border replicate": [
+            cv2.warpAffine(
+                im, similarity_transform(p, template), (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE
             )
-            d = np.linalg.norm(embedder.embed(chips) - reference, axis=1)
-            print(
-                f"{name:<22}{border_name:<10}{d.mean():8.4f}{np.median(d):8.4f}"
-                f"{np.percentile(d, 95):8.4f}{d.max():8.4f}"
-            )
+            for im, p in zip(images, mtcnn_points, strict=True)
+        ],
+        "TEMPLATE in dlib_resnet.py": [
+            align_face(im, p, TEMPLATE, SIZE) for im, p in zip(images, mtcnn_points, strict=True)
+        ],
+    }
+    print("\nembedding distance to dlib's own chip of the same face (L2-normalised vectors):")
+    print(f"{'chips':<32}{'mean':>8}{'median':>8}{'p95':>8}{'max':>8}")
+    for name, chips in rows.items():
+        d = np.linalg.norm(embedder.embed(np.stack(chips)) - reference, axis=1)
+        print(f"{name:<32}{d.mean():8.4f}{np.median(d):8.4f}{np.percentile(d, 95):8.4f}{d.max():8.4f}")
     names = np.array(people)
     same = [
         np.linalg.norm(reference[i] - reference[j])
@@ -124,8 +144,8 @@ def main() -> None:
     ]
     if same:
         print(f"for scale, dlib chips of the same person, different photos: median {np.median(same):.4f}")
-    rows = ", ".join(f"[{x:.2f}, {y:.2f}]" for x, y in template)
-    print(f"\nTEMPLATE = np.array(\n    [{rows}], dtype=np.float32\n)")
+    points = ", ".join(f"[{x:.2f}, {y:.2f}]" for x, y in template)
+    print(f"\nTEMPLATE = np.array(\n    [{points}], dtype=np.float32\n)")
 
 
 if __name__ == "__main__":
