@@ -3,9 +3,9 @@
 How: for each of N LFW images, dlib's pipeline (HOG detector, 5-point shape predictor,
 ``get_face_chip_details(size=150, padding=0.25)``) gives the exact image->chip transform M_i that dlib uses
 (the affine map taking the rotated corners of the chip rectangle to the chip's corner pixels, as dlib's
-``get_mapping_to_chip`` does); MTCNN (faceie's NumPy port, same weights as faceprint's) finds the five
-landmarks p_i of the same face. The template T minimising sum_i ||M_i(p_i) - T||^2 is the mean of the
-mapped landmarks M_i(p_i); it is where MTCNN's points sit, on average, in dlib's chips.
+``get_mapping_to_chip`` does); faceprint's MTCNN finds the five landmarks p_i of the same face. The
+template T minimising sum_i ||M_i(p_i) - T||^2 is the mean of the mapped landmarks M_i(p_i): where
+MTCNN's points sit, on average, in dlib's chips.
 
 Check: each face is then aligned our way (least-squares similarity p_i -> T, bilinear warp) and the
 chip's embedding is compared with the embedding of dlib's chip of the same face (distance between
@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import dlib
 import numpy as np
-from faceie.mtcnn.detect_faces import detect_faces
 from PIL import Image
 
 from faceprint.alignment import align_face, similarity_transform, transform_points
+from faceprint.detection.mtcnn import MTCNNDetector
 from faceprint.embedding.dlib_resnet import TEMPLATE, DlibResNetEmbedder
 from faceprint.models import package_file
 
@@ -60,6 +60,7 @@ def main() -> None:
 
     models = Path(package_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat", "x"))
     detector = dlib.get_frontal_face_detector()
+    mtcnn = MTCNNDetector()
     predictor = dlib.shape_predictor(str(models))
     files = sorted(args.lfw.glob("*/*.jpg"))
     files = [files[i] for i in np.linspace(0, len(files) - 1, args.faces).astype(int)]
@@ -69,13 +70,12 @@ def main() -> None:
     for n, path in enumerate(files):
         image = np.asarray(Image.open(path).convert("RGB"))
         rects = list(detector(image, 1))
-        found = detect_faces(Image.fromarray(image), rotations=np.array([0.0]), extract_images=None)
-        if not rects or len(found.probabilities) == 0:
+        found = mtcnn.detect(image)
+        if not rects or not found:
             continue
         rect = rects[nearest_to_centre(np.array([[r.center().x, r.center().y] for r in rects]), image.shape)]
-        boxes = found.bounding_boxes
-        pick = nearest_to_centre((boxes[:, :2] + boxes[:, 2:]) / 2, image.shape)
-        points = found.landmarks[pick].reshape(5, 2)
+        boxes = np.array([d.box for d in found])
+        points = found[nearest_to_centre((boxes[:, :2] + boxes[:, 2:]) / 2, image.shape)].landmarks
         if not rect.contains(dlib.point(*points[2].astype(int))):
             continue  # the two detectors found different faces
         shape = predictor(image, rect)
