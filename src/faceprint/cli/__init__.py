@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core, gallery
+    from faceprint.cli import core, gallery, video
 
-    for module in (core, gallery):
+    for module in (core, gallery, video):
         module.register(app)
 
 

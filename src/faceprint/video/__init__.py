@@ -1,15 +1,4 @@
-"""Real-time recognition on video: sources, tracking, per-track identity, outputs, enrolment from video and
-clusters of unknown faces. Entry point: :class:`VideoRecognizer` over a source from :func:`open_source`."""
-
-from faceprint.video.pipeline import RunSummary, VideoRecognizer, WatchOptions
-from faceprint.video.sources import Frame, VideoSource, VideoSourceError, open_source
-
-__all__ = [
-    "Frame",
-    "RunSummary",
-    "VideoRecognizer",
-    "VideoSource",
-    "VideoSourceError",
-    "WatchOptions",
-    "open_source",
-]
+"""Real-time recognition on video: sources (``sources``), tracking (``tracking``), per-track identity
+(``identity``), the loop (``pipeline.VideoRecognizer``), outputs, enrolment from video (``enrollment``) and
+clusters of unknown faces (``clustering``). Importing the package loads nothing; import the module you need.
+"""

@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faceprint.errors import FaceprintError
 from faceprint.video.outputs import save_crop
+
+if TYPE_CHECKING:
+    from faceprint.gallery import Gallery
 
 CLUSTERS_FILE = "clusters.json"
 EMBEDDINGS_FILE = "embeddings.npz"
@@ -50,9 +54,16 @@ class UnknownClusters:
     """Online clusters of unknown tracks, bounded in memory."""
 
     def __init__(
-        self, threshold: float, *, max_clusters: int = 500, max_samples: int = 16, max_tracks: int = 100
+        self,
+        threshold: float,
+        embedder: tuple[str, str],
+        *,
+        max_clusters: int = 500,
+        max_samples: int = 16,
+        max_tracks: int = 100,
     ) -> None:
         self.threshold = threshold
+        self.embedder = embedder  # (name, version) of the embedder the vectors come from
         self.max_clusters = max_clusters
         self.max_samples = max_samples
         self.max_tracks = max_tracks
@@ -129,7 +140,9 @@ class UnknownClusters:
             )
         np.savez(folder / EMBEDDINGS_FILE, **arrays)
         path = folder / CLUSTERS_FILE
-        path.write_text(json.dumps({"clusters": entries}, indent=1) + "\n", encoding="utf-8")
+        name, version = self.embedder
+        document = {"embedder": name, "embedder_version": version, "clusters": entries}
+        path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         return path
 
 
@@ -140,6 +153,7 @@ class SavedCluster:
     first_seen: float
     last_seen: float
     crop: Path | None
+    embedder: tuple[str, str]  # (name, version)
     embeddings: np.ndarray = field(repr=False)  # (n, D) float32
 
 
@@ -152,7 +166,8 @@ def load_clusters(folder: Path) -> list[SavedCluster]:
             f"{folder}: no unknown-face clusters here ({CLUSTERS_FILE} and {EMBEDDINGS_FILE})"
         )
     try:
-        entries = json.loads(index.read_text(encoding="utf-8"))["clusters"]
+        document = json.loads(index.read_text(encoding="utf-8"))
+        entries, embedder = document["clusters"], (document["embedder"], document["embedder_version"])
         with np.load(vectors, allow_pickle=False) as arrays:
             return [
                 SavedCluster(
@@ -161,6 +176,7 @@ def load_clusters(folder: Path) -> list[SavedCluster]:
                     float(e["first_seen"]),
                     float(e["last_seen"]),
                     folder / e["crop"] if e["crop"] else None,
+                    embedder,
                     arrays[f"cluster_{e['cluster']}"],
                 )
                 for e in entries
@@ -176,3 +192,22 @@ def find_cluster(folder: Path, cluster_id: int) -> SavedCluster:
             return cluster
     known = ", ".join(str(c.cluster_id) for c in clusters) or "none"
     raise UnknownsError(f"{folder}: no cluster {cluster_id} (clusters: {known})")
+
+
+def enroll_cluster(folder: Path, cluster_id: int, name: str, gallery: Gallery) -> int:
+    """Enrol every saved embedding of a cluster as ``name`` (created if new); returns templates added."""
+    cluster = find_cluster(folder, cluster_id)
+    if gallery.find(name) is None:
+        gallery.add_person(name)
+    embedder, version = cluster.embedder
+    added = 0
+    for vec in cluster.embeddings:
+        template = gallery.add_template(
+            name,
+            vec,
+            embedder=embedder,
+            embedder_version=version,
+            source_path=f"{Path(folder) / CLUSTERS_FILE}#cluster_{cluster_id}",
+        )
+        added += template is not None
+    return added

@@ -79,11 +79,12 @@ def pick_enrollment_frames(
     if not candidates:
         if several and several >= seen / 2:
             raise ManyFacesError(
-                f"{video.name}: {several} of {seen} frames show several faces; enrolment needs one person alone"
+                f"{video.name}: {several} of {seen} frames show several faces; "
+                "enrolment needs one person alone in the picture"
             )
         raise NoFaceError(
-            f"{video.name}: no frame with a single clear face ({seen} frames looked at: {several} with several "
-            f"faces, {poor} with a face too small, blurred or turned away)"
+            f"{video.name}: no frame with a single clear face ({seen} frames looked at: "
+            f"{several} with several faces, {poor} with a face too small, blurred or turned away)"
         )
     return [c.image for c in _varied(candidates, k)]
 

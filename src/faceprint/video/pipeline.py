@@ -21,6 +21,7 @@ import numpy as np
 from faceprint.types import Detection
 from faceprint.video.clustering import UnknownClusters
 from faceprint.video.identity import UNKNOWN, Identity, TrackEvidence
+from faceprint.video.options import WatchOptions
 from faceprint.video.outputs import (
     EventLog,
     TrackLabel,
@@ -39,23 +40,6 @@ if TYPE_CHECKING:
     from faceprint.recognizer import Recognizer
 
 STAGES = ("read", "detect", "track", "embed", "match", "draw", "output")
-
-
-@dataclass(frozen=True)
-class WatchOptions:
-    """Knobs of the loop. Defaults chosen by bench/bench_video.py on a 2-core CPU."""
-
-    detect_every: int = 3  # run the detector on every Nth frame; the tracker predicts in between
-    detect_width: int = 640  # wider frames are downscaled to this width for detection only (0: never)
-    embed_interval: float = 1.0  # seconds between routine re-embeddings of a track
-    better_factor: float = 1.3  # re-embed early when a face's quality beats the track's best by this factor
-    min_quality: float = 0.05  # faces below this quality (tiny, blurred, profile) are tracked, not embedded
-    min_samples: int = 2  # embeddings a track needs before it gets a name
-    max_samples: int = 8  # best embeddings kept per track
-    track_timeout: float = 0.5  # seconds without a matching detection before a track ends
-    cut_threshold: float = 35.0  # mean grey-level change of a thumbnail that marks a scene cut
-    split_distance: float | None = None  # new embedding this far from a track's mean: a new face (default:
-    #                                      the recognizer's threshold)
 
 
 @dataclass(frozen=True)
@@ -100,8 +84,8 @@ class VideoRecognizer:
         self.options = options or WatchOptions()
 
     def _threshold(self) -> float:
-        if self.recognizer is not None and getattr(self.recognizer, "threshold", None):
-            return float(self.recognizer.threshold)
+        if self.recognizer is not None:
+            return float(self.recognizer.threshold())
         return float(self.analyzer.embedder.threshold)
 
     def run(
@@ -146,7 +130,8 @@ class _Run:
         self.tracker = Tracker(max_misses=max(1, math.ceil(self.o.track_timeout * fps / self.o.detect_every)))
         threshold = owner._threshold()
         self.split_distance = self.o.split_distance or threshold
-        self.clusters = UnknownClusters(threshold)
+        embedder = self.analyzer.embedder
+        self.clusters = UnknownClusters(threshold, (embedder.name, embedder.version))
         self.unknowns_dir, self.crops_dir = unknowns_dir, crops_dir
         if crops_dir is not None:
             Path(crops_dir).mkdir(parents=True, exist_ok=True)
@@ -208,7 +193,7 @@ class _Run:
             for track in self.tracker.end_all():
                 self._ended(track, frame)
         detections = None
-        if cut or self.frames % self.o.detect_every == 0:
+        if cut or self.frames % self.o.detect_every == 0 or self._young_pending():
             detections = self._detect(frame.image)
         t = self._tick("detect", t)
         step = self.tracker.step(detections)
@@ -235,6 +220,13 @@ class _Run:
             if self.window is not None:
                 self.window.show(canvas)
             self._tick("output", t)
+
+    def _young_pending(self) -> bool:
+        # A new face is detected on consecutive frames until it has the samples for a name: it gets named
+        # within a frame or two instead of waiting out the detection interval, at a bounded extra cost.
+        return any(
+            not info.evidence.decided and info.frames < 3 * self.o.min_samples for info in self.info.values()
+        )
 
     def _tick(self, stage: str, since: float) -> float:
         now = time.perf_counter()

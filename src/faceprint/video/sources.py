@@ -66,10 +66,7 @@ def open_source(spec: int | str | Path, *, realtime: bool | None = None, queue_s
         path = Path(spec)
         if not path.exists():
             raise VideoSourceError(f"{path}: no such file or folder")
-        if path.is_dir():
-            source = FolderSource(path)
-        else:
-            source = CaptureSource(str(path), str(path), live=False)
+        source = FolderSource(path) if path.is_dir() else CaptureSource(str(path), str(path), live=False)
     if realtime is None:
         realtime = source.live
     if realtime:

@@ -4,6 +4,7 @@ tests and bench/bench_video.py can score names per frame, label switches per tra
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +124,7 @@ def score_clip(clip: TestClip, labels_per_frame: Sequence[Sequence[TrackLabel]])
                     false_names += 1
                 if label.name not in ("unknown", face.name) and face.enrolled:
                     wrong_names += 1
-    changes = [sum(a != b for a, b in zip(h, h[1:], strict=False)) for h in history.values()]
+    changes = [sum(a != b for a, b in itertools.pairwise(h)) for h in history.values()]
     return ClipScore(
         total,
         right / max(1, total),
