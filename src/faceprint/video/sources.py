@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -52,11 +52,14 @@ class VideoSource(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(spec: int | str | Path, *, realtime: bool | None = None, queue_size: int = 2) -> VideoSource:
+def open_source(
+    spec: int | str | Path, *, realtime: bool | None = None, loop: bool = False, queue_size: int = 2
+) -> VideoSource:
     """Open a webcam index, a video file, a stream URL or a folder of frames.
 
     ``realtime``: pace the source at its frame rate and drop frames the consumer cannot keep up with.
     Default: on for cameras and streams (which are always live), off for files and folders (every frame).
+    ``loop``: replay a file or folder from the start whenever it ends (kiosk demos, soak tests).
     """
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         source: VideoSource = CaptureSource(int(spec), f"camera {spec}", live=True)
@@ -67,6 +70,8 @@ def open_source(spec: int | str | Path, *, realtime: bool | None = None, queue_s
         if not path.exists():
             raise VideoSourceError(f"{path}: no such file or folder")
         source = FolderSource(path) if path.is_dir() else CaptureSource(str(path), str(path), live=False)
+        if loop:
+            source = Looped(source, lambda: open_source(path))
     if realtime is None:
         realtime = source.live
     if realtime:
@@ -168,6 +173,35 @@ class FolderSource:
 
     def close(self) -> None:
         pass
+
+
+class Looped:
+    """Replays a finite source forever; indices and timestamps keep increasing across replays."""
+
+    def __init__(self, first: VideoSource, reopen: Callable[[], VideoSource]) -> None:
+        self.name, self.live, self.fps = first.name, first.live, first.fps
+        self._current, self._reopen = first, reopen
+
+    @property
+    def dropped(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        index, offset = 0, 0.0
+        while True:
+            last = None
+            for frame in self._current:
+                last = Frame(frame.image, index, offset + frame.timestamp)
+                index += 1
+                yield last
+            if last is None:
+                return
+            offset = last.timestamp + (1.0 / self.fps if self.fps else 0.04)
+            self._current.close()
+            self._current = self._reopen()
+
+    def close(self) -> None:
+        self._current.close()
 
 
 _END = object()
