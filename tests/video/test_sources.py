@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -123,7 +122,3 @@ def test_unreachable_stream_is_a_clear_error():
     with pytest.raises(VideoSourceError, match=r"rtsp://127\.0\.0\.1:9/none: cannot open this stream"):
         open_source("rtsp://127.0.0.1:9/none")
 
-
-def test_conftest_helper_wrote_what_it_says(tmp_path: Path):
-    path = write_video(tmp_path / "x.mp4", [np.zeros((8, 8, 3), np.uint8)] * 2)
-    assert path.stat().st_size > 0
