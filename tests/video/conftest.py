@@ -28,3 +28,35 @@ def grey_clip(tmp_path: Path):
         return write_video(tmp_path / name, [np.full((h, w, 3), (5 * i) % 250, np.uint8) for i in range(n)])
 
     return make
+
+
+# People of LFW used by the end-to-end tests: the gallery holds ENROLLED (their first photos), the clips
+# show other photos of them and of STRANGERS, who are not enrolled.
+ENROLLED = ("Colin_Powell", "Charles_Moose", "Adrien_Brody")
+STRANGERS = ("Gloria_Macapagal_Arroyo",)
+GALLERY_PHOTOS = 3
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    from faceprint.analyzer import FaceAnalyzer
+
+    # Video faces here are >= 60 px; a larger smallest-face size makes detection much cheaper.
+    return FaceAnalyzer(detector_options={"min_face_size": 40})
+
+
+@pytest.fixture(scope="module")
+def lfw_gallery(tmp_path_factory, lfw_dir, analyzer):
+    from faceprint.gallery import Gallery
+
+    gallery = Gallery.open(tmp_path_factory.mktemp("gallery") / "people.sqlite3")
+    for name in ENROLLED:
+        for photo in sorted((lfw_dir / name).glob("*.jpg"))[:GALLERY_PHOTOS]:
+            gallery.enroll_image(name, photo, analyzer)
+    yield gallery
+    gallery.close()
+
+
+def clip_photos(lfw_dir: Path, names: tuple[str, ...], count: int = 4) -> dict[str, list[Path]]:
+    """Photos the gallery has not seen, per person."""
+    return {n: sorted((lfw_dir / n).glob("*.jpg"))[GALLERY_PHOTOS : GALLERY_PHOTOS + count] for n in names}

@@ -121,4 +121,3 @@ def test_camera_that_does_not_exist_is_a_clear_error():
 def test_unreachable_stream_is_a_clear_error():
     with pytest.raises(VideoSourceError, match=r"rtsp://127\.0\.0\.1:9/none: cannot open this stream"):
         open_source("rtsp://127.0.0.1:9/none")
-

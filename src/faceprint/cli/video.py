@@ -58,6 +58,7 @@ def watch(
         int, typer.Option(help="Smallest face side to detect, in detection pixels.")
     ] = 40,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    loop: Annotated[bool, typer.Option(help="Replay a file or folder from the start when it ends.")] = False,
 ) -> None:
     """Recognise and track faces in a video; Ctrl-C stops cleanly with every output written."""
     from faceprint.analyzer import FaceAnalyzer
@@ -73,7 +74,7 @@ def watch(
     options = WatchOptions(detect_every=detect_every, detect_width=detect_width)
     with Gallery.open(gallery) as people:
         recognizer = Recognizer(people, analyzer, threshold)
-        video = open_source(int(source) if source.isdigit() else source, realtime=realtime)
+        video = open_source(int(source) if source.isdigit() else source, realtime=realtime, loop=loop)
         display = Window.available() if show is None else show
         summary = VideoRecognizer(analyzer, recognizer, options).run(
             video,

@@ -7,7 +7,6 @@ stranger, and the label does not flicker as single frames vary.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,10 +43,9 @@ class Sample:
 class TrackEvidence:
     """Bounded store of a track's best embeddings and the identity decided from them."""
 
-    def __init__(self, *, max_samples: int = 8, min_samples: int = 2, agree: float = 0.5) -> None:
+    def __init__(self, *, max_samples: int = 8, min_samples: int = 2) -> None:
         self.max_samples = max_samples
         self.min_samples = min_samples
-        self.agree = agree
         self.samples: list[Sample] = []
         self.identity = PENDING
         self.best_quality = 0.0
@@ -83,7 +81,8 @@ class TrackEvidence:
             return self.identity
         overall, singles = matches[0], matches[1:]
         votes = sum(1 for m in singles if m.person_id == overall.person_id)
-        if overall.name != UNKNOWN and votes >= math.ceil(self.agree * len(singles)):
+        # A strict majority of the single samples must back the mean's match.
+        if overall.name != UNKNOWN and 2 * votes > len(singles):
             self.identity = Identity(
                 overall.name, overall.person_id, overall.distance, overall.confidence, len(self.samples)
             )
