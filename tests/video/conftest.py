@@ -41,8 +41,8 @@ GALLERY_PHOTOS = 3
 def analyzer():
     from faceprint.analyzer import FaceAnalyzer
 
-    # Video faces here are >= 60 px; a larger smallest-face size makes detection much cheaper.
-    return FaceAnalyzer(detector_options={"min_face_size": 40})
+    # Faces in the test clips are >= 70 px; a larger smallest-face size makes detection much cheaper.
+    return FaceAnalyzer(detector_options={"min_face_size": 60})
 
 
 @pytest.fixture(scope="module")

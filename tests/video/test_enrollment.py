@@ -15,7 +15,7 @@ from faceprint.video.testclip import write_test_clip
 def test_picks_k_distinct_frames_each_with_one_face(tmp_path, lfw_dir, analyzer):
     name = ENROLLED[0]
     clip = write_test_clip(
-        clip_photos(lfw_dir, (name,)), {name}, tmp_path / "one.mp4", shots=4, frames_per_shot=10
+        clip_photos(lfw_dir, (name,)), {name}, tmp_path / "one.mp4", shots=3, frames_per_shot=6
     )
     frames = pick_enrollment_frames(str(clip.path), k=3, analyzer=analyzer)
     assert len(frames) == 3

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import ENROLLED, STRANGERS, clip_photos
 
+import faceprint
 from faceprint.recognizer import Recognizer
 from faceprint.video.clustering import load_clusters
 from faceprint.video.options import WatchOptions
@@ -23,7 +24,8 @@ from faceprint.video.pipeline import VideoRecognizer
 from faceprint.video.sources import open_source
 from faceprint.video.testclip import score_clip, write_test_clip
 
-REPO = Path(__file__).resolve().parents[2]
+# The subprocesses import the same faceprint as this test process.
+SRC = Path(faceprint.__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,7 @@ def _watch_command(*args: str) -> list[str]:
 
 
 def test_ctrl_c_flushes_every_output(clip, lfw_gallery, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     events, video = tmp_path / "events.jsonl", tmp_path / "out.mp4"
     process = subprocess.Popen(
         _watch_command(
@@ -148,7 +150,7 @@ def test_ctrl_c_flushes_every_output(clip, lfw_gallery, tmp_path):
         text=True,
     )
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and (not events.exists() or "identified" not in events.read_text()):
+    while time.monotonic() < deadline and (not events.exists() or "track_started" not in events.read_text()):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
@@ -166,7 +168,7 @@ def test_ctrl_c_flushes_every_output(clip, lfw_gallery, tmp_path):
 def test_broken_source_gives_a_clear_message_and_exit_status(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 5000)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     result = subprocess.run(
         _watch_command(str(bad), "--gallery", str(tmp_path / "g.sqlite3")),
         env=env,

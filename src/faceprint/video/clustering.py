@@ -146,7 +146,7 @@ class UnknownClusters:
         return path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
 class SavedCluster:
     cluster_id: int
     tracks: int

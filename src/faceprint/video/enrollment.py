@@ -26,7 +26,7 @@ MIN_QUALITY = 0.2
 CLIP_SAMPLES = 60
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
 class _Candidate:
     image: np.ndarray = field(repr=False)
     quality: FaceQuality

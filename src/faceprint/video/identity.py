@@ -33,7 +33,7 @@ class Identity:
 PENDING = Identity(UNKNOWN, None, None, 0.0, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
 class Sample:
     embedding: np.ndarray  # (D,) L2-normalised
     quality: float

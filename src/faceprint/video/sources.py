@@ -30,7 +30,7 @@ class VideoSourceError(FaceprintError):
     """A video source could not be opened, or it broke while being read."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
 class Frame:
     image: np.ndarray = field(repr=False)  # RGB uint8 HxWx3
     index: int  # position in the source (counts dropped frames too)
