@@ -23,6 +23,7 @@ class ClipFace:
     name: str
     enrolled: bool
     region: Box  # where the photo is pasted; the face is inside it
+    appearance: int  # one number per person per shot: what one track should follow
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def write_test_clip(
                 canvas[y : y + side, x : x + side] = cv2.resize(
                     still, (side, side), interpolation=cv2.INTER_AREA
                 )
-                faces.append(ClipFace(name, name in enrolled, (x, y, x + side, y + side)))
+                region = (x, y, x + side, y + side)
+                faces.append(ClipFace(name, name in enrolled, region, shot * 2 + len(faces)))
             writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
             truth.append(tuple(faces))
     writer.release()
@@ -91,7 +93,7 @@ class ClipScore:
     right: float  # fraction of them shown with the right label (name, or unknown for strangers)
     right_after_decision: float  # the same, leaving out frames where the track was still gathering evidence
     missed: float  # fraction with no track on the face
-    switches: float  # label changes per track, after its first decided label
+    switches: float  # label changes per appearance of a person (what one track follows), once decided
     false_names: int  # (frame, face) pairs of strangers shown with an enrolled name
     wrong_names: int  # (frame, face) pairs of enrolled people shown with another enrolled name
 
@@ -119,7 +121,7 @@ def score_clip(clip: TestClip, labels_per_frame: Sequence[Sequence[TrackLabel]])
             if not label.pending:
                 decided += 1
                 right_decided += ok
-                history.setdefault(label.track_id, []).append(label.name)
+                history.setdefault(face.appearance, []).append(label.name)
                 if label.name != "unknown" and not face.enrolled:
                     false_names += 1
                 if label.name not in ("unknown", face.name) and face.enrolled:
