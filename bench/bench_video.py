@@ -36,7 +36,7 @@ from faceprint.video.pipeline import STAGES, VideoRecognizer  # noqa: E402
 from faceprint.video.sources import open_source  # noqa: E402
 from faceprint.video.testclip import score_clip, write_test_clip  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("FACEPRINT_DATA", REPO.parent / "shared" / "data"))
 CROWD = DATA / "faces" / "facenet_pytorch" / "examples" / "video.mp4"
 LFW = DATA / "lfw" / "lfw-deepfunneled"
 GALLERY_PHOTOS = 5
