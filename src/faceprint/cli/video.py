@@ -75,7 +75,10 @@ def watch(
     with Gallery.open(gallery) as people:
         recognizer = Recognizer(people, analyzer, threshold)
         video = open_source(int(source) if source.isdigit() else source, realtime=realtime, loop=loop)
-        display = Window.available() if show is None else show
+        display = Window.available()
+        if show and not display:
+            typer.echo("note: no display, or OpenCV without a GUI (headless build): no window", err=True)
+        display = display and show is not False
         summary = VideoRecognizer(analyzer, recognizer, options).run(
             video,
             video_out=out,
