@@ -142,7 +142,8 @@ class Gallery:
             NewTemplate(
                 person_id=self.person(person).id,
                 embedder=EmbedderKey(embedder, embedder_version),
-                embedding=vector / norm,
+                # Renormalise only real deviations, so export/import round-trips bit for bit.
+                embedding=vector if abs(norm - 1.0) < 1e-5 else vector / norm,
                 source_path=None if source_path is None else str(source_path),
                 content_hash=content_hash,
                 detection_score=score,

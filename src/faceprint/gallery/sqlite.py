@@ -31,7 +31,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _schema_v1(db: sqlite3.Connection) -> None:
-    db.executescript(
+    # Statement by statement: executescript() would commit the migration's transaction halfway.
+    _run_script(
+        db,
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE people (
@@ -62,6 +64,11 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    for statement in filter(str.strip, script.split(";")):
+        db.execute(statement)
+
+
 # MIGRATIONS[i] takes a database at schema version i to version i + 1, inside one transaction.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -75,6 +82,7 @@ class SQLiteStore:
         self.location = str(self.path)
         self._lock = threading.RLock()
         self._depth = 0
+        self._purge_pending = False
         _check_header(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,12 +157,16 @@ class SQLiteStore:
                 if outer:
                     self._execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
                     self._execute("COMMIT")
+                    if self._purge_pending:
+                        self._purge_wal()
             except BaseException:
                 if outer:
                     self._db.execute("ROLLBACK")
                 raise
             finally:
                 self._depth -= 1
+                if outer:
+                    self._purge_pending = False
 
     def _execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         try:
@@ -232,9 +244,13 @@ class SQLiteStore:
         return int(n)
 
     def _purge_wal(self) -> None:
-        """Fold the WAL into the main file and truncate it, so old page images of deleted rows go away."""
+        """Fold the WAL into the main file and truncate it, so old page images of deleted rows go away
+        (deferred to the end of the outermost transaction)."""
         with self._lock:
-            self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._depth:
+                self._purge_pending = True
+            else:
+                self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- templates ----------------------------------------------------------------------------
 
