@@ -60,7 +60,7 @@ def _schema_v1(db: sqlite3.Connection) -> None:
         CREATE INDEX templates_by_embedder ON templates (embedder, embedder_version);
         CREATE INDEX templates_by_hash ON templates (content_hash);
         INSERT INTO meta (key, value) VALUES ('generation', '0');
-        """
+        """,
     )
 
 

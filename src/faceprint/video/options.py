@@ -19,5 +19,6 @@ class WatchOptions:
     max_samples: int = 8  # best embeddings kept per track
     track_timeout: float = 0.5  # seconds without a matching detection before a track ends
     cut_threshold: float = 35.0  # mean grey-level change of a thumbnail that marks a scene cut
-    split_distance: float | None = None  # new embedding this far from a track's mean: a new face (default:
-    #                                      the recognizer's threshold)
+    # A new embedding this far from its track's mean is a different face (an ID swap or a cut the frame
+    # difference missed); default: 1.3 x the recognizer's threshold, clear of pose changes of one face.
+    split_distance: float | None = None

@@ -129,7 +129,7 @@ class _Run:
         fps = source.fps or 25.0
         self.tracker = Tracker(max_misses=max(1, math.ceil(self.o.track_timeout * fps / self.o.detect_every)))
         threshold = owner._threshold()
-        self.split_distance = self.o.split_distance or threshold
+        self.split_distance = self.o.split_distance or 1.3 * threshold
         embedder = self.analyzer.embedder
         self.clusters = UnknownClusters(threshold, (embedder.name, embedder.version))
         self.unknowns_dir, self.crops_dir = unknowns_dir, crops_dir
