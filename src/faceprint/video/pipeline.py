@@ -144,7 +144,6 @@ class _Run:
         self.started = 0
         self.frames = 0
         self._thumb: np.ndarray | None = None
-        self._now = 0.0
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -186,7 +185,6 @@ class _Run:
         )
 
     def _frame(self, frame: Frame) -> None:
-        self._now = frame.timestamp
         t = time.perf_counter()
         cut = self._scene_cut(frame.image)
         if cut:
