@@ -220,10 +220,12 @@ class _Run:
             self._tick("output", t)
 
     def _young_pending(self) -> bool:
-        # A new face is detected on consecutive frames until it has the samples for a name: it gets named
-        # within a frame or two instead of waiting out the detection interval, at a bounded extra cost.
+        # A new face with a first good sample is detected on the next frames too, until it has the samples
+        # for a name: it gets named within a frame or two instead of waiting out the detection interval.
+        # Faces too poor to embed (a crowd's tiny faces) do not force detection.
         return any(
-            not info.evidence.decided and info.frames < 3 * self.o.min_samples for info in self.info.values()
+            info.evidence.samples and not info.evidence.decided and info.frames < 3 * self.o.min_samples
+            for info in self.info.values()
         )
 
     def _tick(self, stage: str, since: float) -> float:
