@@ -114,7 +114,8 @@ def score_clip(clip: TestClip, labels_per_frame: Sequence[Sequence[TrackLabel]])
             if not inside:
                 missed += 1
                 continue
-            label = inside[0]
+            # The photo's subject is its largest face; smaller ones are people in its background.
+            label = max(inside, key=lambda lb: (lb.box[2] - lb.box[0]) * (lb.box[3] - lb.box[1]))
             expected = face.name if face.enrolled else "unknown"
             ok = not label.pending and label.name == expected
             right += ok
