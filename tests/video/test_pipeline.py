@@ -102,17 +102,32 @@ def _appearance(clip, event) -> int | None:
     return None
 
 
-def test_annotated_video_has_every_frame(clip, run):
-    out = run[3]
-    capture = cv2.VideoCapture(str(out / "annotated.mp4"))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    assert count == len(clip.frames)
-    assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
+def _frames(path: Path) -> list[np.ndarray]:
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            return frames
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
-def test_the_stranger_seen_twice_is_one_cluster_and_can_be_enrolled(run, lfw_dir, lfw_gallery, analyzer):
+def test_annotated_video_has_every_frame_with_boxes_in_the_label_colours(clip, run):
+    annotated, original = _frames(run[3] / "annotated.mp4"), _frames(clip.path)
+    assert len(annotated) == len(original) == len(clip.frames)
+
+    def pixels_near(frame, colour):
+        return int((np.abs(frame.astype(int) - colour).max(axis=2) < 40).sum())
+
+    green, red = (40, 200, 60), (230, 50, 50)  # known, unknown (faceprint.video.outputs)
+    known_frame = 10  # shot 0: an enrolled person alone
+    stranger_frame = 30  # shot 1: the stranger beside an enrolled person
+    assert pixels_near(annotated[known_frame], green) > pixels_near(original[known_frame], green) + 300
+    assert pixels_near(annotated[stranger_frame], red) > pixels_near(original[stranger_frame], red) + 300
+
+
+def test_the_stranger_seen_twice_is_one_cluster_and_can_be_enrolled(
+    run, lfw_dir, lfw_gallery, analyzer, capsys
+):
     from faceprint.cli import main
 
     out = run[3]
@@ -122,6 +137,9 @@ def test_the_stranger_seen_twice_is_one_cluster_and_can_be_enrolled(run, lfw_dir
     cluster = max(clusters, key=lambda c: c.tracks)
     assert cluster.tracks == 2 and all(c.tracks == 1 for c in clusters if c is not cluster)
     assert cluster.crop is not None and cv2.imread(str(cluster.crop)) is not None
+    main(["unknowns", "list", str(out / "unknowns")])
+    listing = capsys.readouterr().out
+    assert f"cluster {cluster.cluster_id}: 2 track(s)" in listing and str(cluster.crop) in listing
     main(
         [
             "unknowns",
