@@ -9,6 +9,7 @@ from conftest import ENROLLED, STRANGERS, clip_photos, write_video
 from faceprint.errors import ManyFacesError, NoFaceError
 from faceprint.io import load_image
 from faceprint.video.enrollment import pick_enrollment_frames
+from faceprint.video.sources import open_source
 from faceprint.video.testclip import write_test_clip
 
 
@@ -38,3 +39,17 @@ def test_no_face_is_a_clear_error(tmp_path, analyzer):
     blank = write_video(tmp_path / "blank.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 10)
     with pytest.raises(NoFaceError, match=r"blank\.mp4: no frame with a single clear face"):
         pick_enrollment_frames(str(blank), analyzer=analyzer)
+
+
+def test_different_people_one_after_another_are_refused(tmp_path, lfw_dir, analyzer):
+    people = (ENROLLED[0], ENROLLED[1], ENROLLED[2], STRANGERS[0])
+    # Four one-person shots of four different people (the clip shows two people only on odd shots).
+    frames = []
+    for i, name in enumerate(people):
+        clip = write_test_clip(
+            clip_photos(lfw_dir, (name,), count=1), set(), tmp_path / f"{i}.mp4", shots=1, frames_per_shot=3
+        )
+        frames += [frame.image for frame in open_source(clip.path)]
+    mixed = write_video(tmp_path / "mixed.mp4", frames)
+    with pytest.raises(ManyFacesError, match=r"mixed\.mp4: the frames with one face show different people"):
+        pick_enrollment_frames(str(mixed), analyzer=analyzer)

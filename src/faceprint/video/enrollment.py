@@ -31,6 +31,7 @@ class _Candidate:
     image: np.ndarray = field(repr=False)
     quality: FaceQuality
     timestamp: float
+    embedding: np.ndarray = field(repr=False)
 
 
 def pick_enrollment_frames(
@@ -45,7 +46,8 @@ def pick_enrollment_frames(
     ``max_seconds`` (less once plenty of good frames are in); a file is sampled across its whole length.
 
     Raises NoFaceError when no frame has a single usable face, ManyFacesError when the frames with faces
-    mostly show several people.
+    mostly show several people, or different people one after another. Frames of someone other than the
+    person in the best frame are left out.
     """
     if analyzer is None:
         from faceprint.analyzer import FaceAnalyzer
@@ -67,7 +69,8 @@ def pick_enrollment_frames(
             elif detections:
                 quality = face_quality(frame.image, detections[0])
                 if quality.score >= MIN_QUALITY:
-                    candidates.append(_Candidate(frame.image, quality, frame.timestamp))
+                    vector = analyzer.embed_chips(analyzer.align(frame.image, detections))[0]
+                    candidates.append(_Candidate(frame.image, quality, frame.timestamp, vector))
                     if len(candidates) > 4 * k:  # bounded memory: full frames are big
                         candidates.remove(min(candidates, key=lambda c: c.quality.score))
                 else:
@@ -86,7 +89,20 @@ def pick_enrollment_frames(
             f"{video.name}: no frame with a single clear face ({seen} frames looked at: "
             f"{several} with several faces, {poor} with a face too small, blurred or turned away)"
         )
-    return [c.image for c in _varied(candidates, k)]
+    return [c.image for c in _varied(_one_person(candidates, analyzer.embedder.threshold, video.name), k)]
+
+
+def _one_person(candidates: list[_Candidate], threshold: float, name: str) -> list[_Candidate]:
+    """The candidates showing the same person as the best one; a clip of several people, one at a time,
+    must not be enrolled under one name."""
+    best = max(candidates, key=lambda c: c.quality.score)
+    same = [c for c in candidates if np.linalg.norm(c.embedding - best.embedding) <= threshold]
+    if 2 * len(same) < len(candidates):
+        raise ManyFacesError(
+            f"{name}: the frames with one face show different people ({len(candidates) - len(same)} of "
+            f"{len(candidates)} good frames are not the person in the best one); use a clip of one person"
+        )
+    return same
 
 
 def _varied(candidates: list[_Candidate], k: int) -> list[_Candidate]:
