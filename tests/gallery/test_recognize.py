@@ -6,128 +6,145 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from faceprint.gallery import Gallery
 from faceprint.io import load_image
 from faceprint.recognizer import Recognizer
 
 
-@pytest.fixture(scope="module")
-def enrolled(tmp_path_factory: pytest.TempPathFactory, knn_dir: Path, analyzer) -> Path:
-    """A gallery file holding obama and biden (two photos each) from the knn train folder."""
-    path = tmp_path_factory.mktemp("gallery") / "g.sqlite3"
-    with Gallery.open(path) as g:
-        for name in ("obama", "biden"):
-            for image in sorted((knn_dir / "train" / name).iterdir()):
-                result = g.enroll_image(name, image, analyzer)
-                assert result.status == "enrolled", result
-    return path
+def lfw(lfw_dir: Path, name: str, number: int = 1) -> Path:
+    return lfw_dir / name / f"{name}_{number:04d}.jpg"
 
 
 def test_identify_names_both_people_of_a_group_photo(enrolled: Path, knn_dir: Path, analyzer) -> None:
     with Gallery.open(enrolled) as g:
         matches = Recognizer(g, analyzer).identify(knn_dir / "test" / "obama_and_biden.jpg", top_k=2)
-    assert sorted(m.name for m in matches) == ["biden", "obama"]
-    for m in matches:
-        assert m.known and m.distance < g.calibration("dlib-resnet").threshold
-        assert 0.5 < m.confidence <= 1.0
-        # The runner-up is the other person, farther away.
-        assert [c.name for c in m.candidates][1] != m.name
-        assert m.candidates[1].distance > m.distance
-    # Left to right: in this photo Obama stands on the left.
+        threshold = g.calibration("dlib-resnet").threshold
+    # Left to right: Biden, Obama, and a child in the corner who is nobody we know.
     by_x = sorted(matches, key=lambda m: m.face.box[0])
-    assert [m.name for m in by_x] == ["obama", "biden"]
+    assert [m.name for m in by_x] == ["biden", "obama", "unknown"]
+    for m in by_x[:2]:
+        assert m.known and m.distance <= threshold and 0.5 < m.confidence <= 1.0
+        # The runner-up is the other person, farther away.
+        assert m.candidates[1].name not in (m.name, "unknown")
+        assert m.candidates[1].distance > m.distance
+    child = by_x[2]
+    assert child.person_id is None and child.distance > threshold and child.confidence < 0.5
 
 
-def test_unenrolled_people_are_unknown(enrolled: Path, knn_dir: Path, analyzer) -> None:
+def test_unenrolled_people_are_unknown(enrolled: Path, tmp_path: Path, knn_dir: Path, analyzer) -> None:
     with Gallery.open(enrolled) as g:
         recognizer = Recognizer(g, analyzer)
-        for photo in ("alex_lacamoire1.jpg", "kit_with_rose.jpg"):
-            matches = recognizer.identify(knn_dir / "test" / photo)
-            assert matches, photo
-            assert all(m.name == "unknown" and not m.known for m in matches), photo
-            assert all(m.confidence < 0.5 for m in matches)
-            # A lax per-call threshold turns the nearest stranger into a (wrong) match: the threshold decides.
-            lax = recognizer.identify(knn_dir / "test" / photo, threshold=1.5)
-            assert all(m.known for m in lax)
+        matches = recognizer.identify(knn_dir / "test" / "kit_with_rose.jpg")
+        assert len(matches) == 2
+        assert all(m.name == "unknown" and not m.known and m.confidence < 0.5 for m in matches)
+        # The threshold decides: a lax one per call turns the nearest stranger into a (wrong) match.
+        faces = [m.face for m in matches]
+        assert all(m.known for m in recognizer.match_faces(faces, threshold=1.5))
+    with Gallery.open(tmp_path / "empty.sqlite3") as empty:
+        for m in Recognizer(empty, analyzer).match_faces(faces):
+            assert m.name == "unknown" and m.distance == float("inf") and m.candidates == ()
 
 
-def test_empty_gallery_answers_unknown_with_infinite_distance(
-    tmp_path: Path, knn_dir: Path, analyzer
-) -> None:
-    with Gallery.open(tmp_path / "empty.sqlite3") as g:
-        (match,) = Recognizer(g, analyzer).identify(knn_dir / "test" / "obama1.jpg")
-    assert match.name == "unknown" and match.distance == float("inf") and match.candidates == ()
-
-
-def test_verify_same_and_different(enrolled: Path, faces_dir: Path, analyzer) -> None:
-    ex = faces_dir / "face_recognition" / "examples"
+def test_verify_same_and_different(enrolled: Path, lfw_dir: Path, analyzer) -> None:
     with Gallery.open(enrolled) as g:
         recognizer = Recognizer(g, analyzer)
-        same = recognizer.verify(ex / "obama.jpg", ex / "obama2.jpg")
-        diff = recognizer.verify(ex / "obama.jpg", ex / "biden.jpg")
+        same = recognizer.verify(lfw(lfw_dir, "Tony_Blair", 1), lfw(lfw_dir, "Tony_Blair", 2))
+        diff = recognizer.verify(lfw(lfw_dir, "Tony_Blair", 1), lfw(lfw_dir, "Colin_Powell", 1))
     assert same.same and not diff.same
     assert same.distance < same.threshold < diff.distance
     assert same.confidence > 0.5 > diff.confidence
 
 
-def test_enrolment_refusals_and_dedup(tmp_path: Path, knn_dir: Path, analyzer) -> None:
+def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analyzer) -> None:
     from skimage import data
 
+    blair, powell = load_image(lfw(lfw_dir, "Tony_Blair")), load_image(lfw(lfw_dir, "Colin_Powell"))
+    side_by_side = np.hstack([blair, powell])
+    # A big face with a far smaller one in the corner (a bystander): the big one is enrolled.
+    with_bystander = cv2.resize(blair, None, fx=2, fy=2)
+    with_bystander[-90:, -90:] = cv2.resize(powell, (90, 90), interpolation=cv2.INTER_AREA)
     with Gallery.open(tmp_path / "g.sqlite3") as g:
-        group = knn_dir / "test" / "obama_and_biden.jpg"
-        refused = g.enroll_image("obama", group, analyzer)
-        assert refused.status == "refused" and "2 faces" in refused.reason
+        several = g.enroll_image("blair", side_by_side, analyzer)
+        assert several.status == "refused" and several.reason.startswith("2 faces found")
         no_face = g.enroll_image("coffee", data.coffee(), analyzer)
         assert no_face.status == "refused" and no_face.reason == "no face found"
-        unreadable = tmp_path / "broken.jpg"
-        unreadable.write_bytes(b"\xff\xd8 not really a jpeg")
-        assert g.enroll_image("x", unreadable, analyzer).status == "refused"
+        broken = tmp_path / "broken.jpg"
+        broken.write_bytes(b"\xff\xd8 not really a jpeg")
+        unreadable = g.enroll_image("x", broken, analyzer)
+        assert unreadable.status == "refused" and str(broken) in unreadable.reason
         assert g.people() == []
 
-        obama = knn_dir / "train" / "obama" / "obama.jpg"
-        assert g.enroll_image("obama", obama, analyzer).status == "enrolled"
-        again = g.enroll_image("obama", obama, analyzer)
-        assert again.status == "skipped" and g.person("obama").n_templates == 1
-        other = g.enroll_image("not obama", obama, analyzer)
-        assert other.status == "refused" and "already enrolled as 'obama'" in other.reason
+        main = g.enroll_image("blair", with_bystander, analyzer)
+        assert main.status == "enrolled" and "ignored 1 much smaller face" in main.reason
 
-        # Picking a face of a group photo enrols it; the picked face is the one that matches obama.
-        faces = analyzer.analyze(group)
-        pick = int(
-            np.argmin([np.linalg.norm(f.embedding - g.templates("obama")[0].embedding) for f in faces])
-        )
-        assert g.enroll_image("obama", group, analyzer, face_index=pick).status == "enrolled"
-        assert g.person("obama").n_templates == 2
+        # Picking the right-hand face of the pair enrols Powell, not Blair.
+        faces = analyzer.analyze(side_by_side)
+        right = int(np.argmax([f.box[0] for f in faces]))
+        picked = g.enroll_image("powell", side_by_side, analyzer, face_index=right)
+        assert picked.status == "enrolled"
+        (blair_t,) = g.templates("blair")
+        (powell_t,) = g.templates("powell")
+        assert np.linalg.norm(powell_t.embedding - faces[right].embedding) < 1e-5
+        assert np.linalg.norm(powell_t.embedding - blair_t.embedding) > 0.5
+
+        path = lfw(lfw_dir, "Tony_Blair", 2)
+        assert g.enroll_image("blair", path, analyzer).status == "enrolled"
+        again = g.enroll_image("blair", path, analyzer)
+        assert again.status == "skipped" and g.person("blair").n_templates == 2
+        other = g.enroll_image("not blair", path, analyzer)
+        assert other.status == "refused" and "already enrolled as 'blair'" in other.reason
 
 
-def test_quality_flags_small_and_blurry(tmp_path: Path, knn_dir: Path, analyzer) -> None:
-    image = load_image(knn_dir / "train" / "obama" / "obama.jpg")
+def test_quality_flags_small_and_blurry(tmp_path: Path, lfw_dir: Path, analyzer) -> None:
+    image = load_image(lfw(lfw_dir, "Tony_Blair"))
     (face,) = analyzer.analyze(image)
-    side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
-    small = cv2.resize(image, None, fx=30 / side, fy=30 / side, interpolation=cv2.INTER_AREA)
-    blurry = cv2.GaussianBlur(image, (0, 0), side / 25)
+    scale = 30 / (face.box[2] - face.box[0])  # the face becomes ~30 px wide, inside a grey frame
+    small = np.full((160, 160, 3), 128, np.uint8)
+    shrunk = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    small[40 : 40 + shrunk.shape[0], 40 : 40 + shrunk.shape[1]] = shrunk
+    blurry = cv2.GaussianBlur(image, (0, 0), 4)
     with Gallery.open(tmp_path / "g.sqlite3") as g:
-        sharp = g.enroll_image("obama", image, analyzer)
+        sharp = g.enroll_image("blair", image, analyzer)
         assert sharp.status == "enrolled" and sharp.flags == ()
-        tiny = g.enroll_image("obama", small, analyzer)
+        tiny = g.enroll_image("blair", small, analyzer)
         assert tiny.status == "enrolled" and "small" in tiny.flags
-        assert g.templates("obama")[-1].quality_flags == tiny.flags
-        soft = g.enroll_image("obama", blurry, analyzer, reject_low_quality=True)
+        assert g.templates("blair")[-1].quality_flags == tiny.flags
+        soft = g.enroll_image("blair", blurry, analyzer, reject_low_quality=True)
         assert soft.status == "refused" and "blurry" in soft.flags
+        assert g.person("blair").n_templates == 2
 
 
-def test_enroll_dir_reports_and_resumes(tmp_path: Path, knn_dir: Path, analyzer) -> None:
+def test_enroll_dir_reports_refusals_and_resumes(tmp_path: Path, lfw_people, analyzer) -> None:
+    from skimage import data
+
+    root = lfw_people({"Tony_Blair": 2, "Colin_Powell": 2})
+    (root / "Coffee").mkdir()
+    cv2.imwrite(str(root / "Coffee" / "cup.png"), data.coffee()[:, :, ::-1])
     seen = []
     with Gallery.open(tmp_path / "g.sqlite3") as g:
-        report = g.enroll_dir(knn_dir / "train", analyzer, progress=lambda r, i, n: seen.append((i, n)))
-        n_images = sum(1 for p in (knn_dir / "train").glob("*/*") if p.is_file())
-        assert len(report.results) == n_images and seen[-1] == (n_images, n_images)
-        assert len(report.enrolled) + len(report.refused) == n_images
-        assert {p.name for p in g.people()} == {r.name for r in report.enrolled}
-        assert {"obama", "biden"} <= {p.name for p in g.people()}
-        for r in report.refused:
-            assert r.reason
-        again = g.enroll_dir(knn_dir / "train", analyzer)
-        assert len(again.skipped) == len(report.enrolled) and not again.enrolled
+        report = g.enroll_dir(root, analyzer, progress=lambda r, i, n: seen.append((i, n)))
+        assert seen == [(i, 5) for i in range(1, 6)]
+        assert len(report.enrolled) == 4
+        assert [(r.name, r.reason) for r in report.refused] == [("Coffee", "no face found")]
+        assert [(p.name, p.n_templates) for p in g.people()] == [("Colin_Powell", 2), ("Tony_Blair", 2)]
+        again = g.enroll_dir(root, analyzer)
+        assert len(again.skipped) == 4 and not again.enrolled and len(again.refused) == 1
+
+
+def test_several_templates_per_person_either_combination(
+    tmp_path: Path, lfw_people, lfw_dir: Path, analyzer
+) -> None:
+    path = tmp_path / "g.sqlite3"
+    with Gallery.open(path) as g:
+        g.enroll_dir(lfw_people({"Tony_Blair": 3, "Colin_Powell": 3}), analyzer)
+    names = ["Tony_Blair", "Colin_Powell"]
+    probes = [analyzer.analyze(lfw(lfw_dir, name, 5))[0] for name in names]
+    distances = {}
+    for combine in ("nearest", "mean"):
+        with Gallery.open(path, combine=combine) as g:
+            matches = Recognizer(g, analyzer).match_faces(probes)
+        assert [m.name for m in matches] == names
+        distances[combine] = [m.distance for m in matches]
+    # The mean of a person's templates is nearer to a new photo than their single nearest template.
+    assert all(m < n for m, n in zip(distances["mean"], distances["nearest"], strict=True))

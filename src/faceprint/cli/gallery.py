@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from faceprint.cli.core import _report_error as report_error
 from faceprint.errors import FaceprintError
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
     app.command()(identify)
     app.command()(verify)
     app.command()(calibrate)
+    app.command()(threshold)
     app.add_typer(people_app, name="people")
 
 
@@ -74,14 +76,15 @@ def enroll(
     gallery: GalleryOpt = None,
 ) -> None:
     """Enrol a person from images (or frames of a camera or video clip)."""
+    if not images and camera is None and video is None:
+        raise typer.BadParameter("give image files, --camera INDEX or --video PATH")
+    analyzer = _analyzer()
     sources: list = list(images or [])
     if camera is not None or video is not None:
         from faceprint.video.enrollment import pick_enrollment_frames
 
-        sources += pick_enrollment_frames(camera if camera is not None else str(video), k=frames)
-    if not sources:
-        raise typer.BadParameter("give image files, --camera INDEX or --video PATH")
-    analyzer = _analyzer()
+        source = camera if camera is not None else str(video)
+        sources += pick_enrollment_frames(source, k=frames, analyzer=analyzer)
     refused = 0
     with _open(gallery) as g:
         for src in sources:
@@ -152,10 +155,7 @@ def identify(
                 matches = recognizer.identify(image, top_k=top_k)
             except FaceprintError as err:
                 failed += 1
-                if as_json:
-                    typer.echo(json.dumps({"image": str(path), "error": str(err)}))
-                else:
-                    typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+                report_error(err, as_json, path)
                 continue
             if as_json:
                 typer.echo(json.dumps({"image": str(path), "faces": [_match_json(m) for m in matches]}))
@@ -182,6 +182,12 @@ def _match_text(m: Match) -> str:
     where = f"box=({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})"
     if math.isinf(m.distance):
         return f"{m.name} (the gallery is empty)  {where}"
+    if not m.known:
+        nearest = m.candidates[0]
+        return (
+            f"unknown  (nearest {nearest.name} at distance {m.distance:.3f}, beyond the threshold; "
+            f"P(same) {m.confidence:.2f})  {where}"
+        )
     return f"{m.name}  (distance {m.distance:.3f}, confidence {m.confidence:.2f})  {where}"
 
 
@@ -256,6 +262,23 @@ def calibrate(
         with _open(gallery) as g:
             g.save_calibration(cal)
         typer.echo(f"saved to {g.location}")
+
+
+def threshold(
+    value: Annotated[float | None, typer.Argument(help="New distance threshold for this gallery.")] = None,
+    reset: Annotated[
+        bool, typer.Option(help="Drop the gallery's own threshold (back to calibrated).")
+    ] = False,
+    gallery: GalleryOpt = None,
+) -> None:
+    """Show or set the gallery's decision threshold for the default embedder."""
+    embedder = _analyzer().embedder
+    with _open(gallery) as g:
+        if value is not None or reset:
+            g.set_threshold(embedder.name, None if reset else value)
+        cal = g.calibration(embedder.name, embedder.threshold)
+    rates = "" if math.isnan(cal.far) else f" (FAR {cal.far:.3%}, TAR {cal.tar:.2%} on {cal.source})"
+    typer.echo(f"{embedder.name}: threshold {cal.threshold:.4f}{rates}")
 
 
 @people_app.command("list")

@@ -48,7 +48,7 @@ class Gallery:
     def __init__(self, store: GalleryStore, *, combine: Combine = "nearest") -> None:
         self.store = store
         self.combine: Combine = combine
-        self._indexes: dict[EmbedderKey, tuple[int, MatchIndex]] = {}
+        self._indexes: dict[EmbedderKey, tuple[int, MatchIndex, dict[int, str]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -164,15 +164,17 @@ class Gallery:
 
     # -- search -------------------------------------------------------------------------------
 
-    def _index(self, key: EmbedderKey) -> MatchIndex:
-        """The search index of one embedder, rebuilt only when the store has changed since."""
+    def _index(self, key: EmbedderKey) -> tuple[MatchIndex, dict[int, str]]:
+        """The search index of one embedder and the people's names, rebuilt only when the store has
+        changed since (any process's write changes the generation)."""
         generation = self.store.generation()
         with self._lock:
             cached = self._indexes.get(key)
             if cached is None or cached[0] != generation or cached[1].combine != self.combine:
-                cached = (generation, MatchIndex(self.store.matrix(key), self.combine))
+                names = {p.id: p.name for p in self.people()}
+                cached = (generation, MatchIndex(self.store.matrix(key), self.combine), names)
                 self._indexes[key] = cached
-            return cached[1]
+            return cached[1], cached[2]
 
     def search(
         self, embeddings: np.ndarray, embedder: EmbedderKey, top_k: int = 1
@@ -180,7 +182,7 @@ class Gallery:
         """The ``top_k`` nearest people of each embedding (nearest first); empty tuples if nobody is
         enrolled. Templates of another embedder are never compared: a gallery holding only those raises."""
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        index = self._index(embedder)
+        index, names = self._index(embedder)
         if not len(index):
             others = [k for k in self.embedders() if k != embedder]
             if others:
@@ -196,7 +198,6 @@ class Gallery:
                 f"the {embedder} templates {index.dim}"
             )
         ids, dists = index.search(queries, top_k)
-        names = {p.id: p.name for p in self.people()}
         return [
             tuple(
                 Candidate(int(i), names.get(int(i), "?"), float(d)) for i, d in zip(row_i, row_d, strict=True)

@@ -128,6 +128,8 @@ class SQLiteStore:
             )
 
     def _migrate(self) -> None:
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # up to date: no write lock, so opening never waits for a busy writer
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
