@@ -4,8 +4,9 @@ Frames: a 640x480 photo with one face (centre crop of face_recognition's obama-4
 1920x1080 frame of facenet-pytorch's crowd video. Every detector runs in its own subprocess (so its peak
 RSS is its own) with the same thread budget and MTCNN settings (min face 20, thresholds 0.6/0.7/0.7,
 factor 0.709): faceprint, faceie (NumPy MTCNN, same venv) and, with --anchor-python, facenet-pytorch's
-MTCNN in another interpreter. Prints: detector, frame, faces, ms/frame (median), speed-up over the
-anchor, peak RSS, and how well its boxes agree with the anchor's.
+MTCNN in another interpreter. Prints: detector, frame, faces, ms/frame (median wall clock), speed-up
+over the anchor, CPU ms/frame (all threads; steadier than wall clock on a busy machine), peak RSS of
+the process (after loading, in brackets), and how well its boxes agree with the anchor's.
 
     python bench/bench_detect.py [--anchor-python /work/venv-fnp/bin/python] [--threads 2] [--repeat 5]
 """
@@ -116,12 +117,13 @@ def worker(name: str, frames_path: str, threads: int, repeat: int) -> None:
     results = {}
     for label, image in frames.items():
         boxes = run(image)  # warm-up at this size
-        times = []
+        times, cpu = [], []
         for _ in range(repeat):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             boxes = run(image)
             times.append((time.perf_counter() - t) * 1000)
-        results[label] = {"ms": statistics.median(times), "boxes": boxes}
+            cpu.append((time.process_time() - c) * 1000)
+        results[label] = {"ms": statistics.median(times), "cpu_ms": statistics.median(cpu), "boxes": boxes}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"results": results, "rss_loaded_mib": rss_loaded, "peak_rss_mib": peak}))
 
@@ -193,7 +195,8 @@ def main() -> None:
 
     anchor = "facenet-pytorch" if "facenet-pytorch" in runs else "faceie"
     print(f"threads={args.threads}, repeat={args.repeat} (faceie {args.faceie_repeat}), anchor: {anchor}")
-    header = ["detector", "frame", "faces", "ms/frame", "speed-up", "peak RSS MiB", f"boxes vs {anchor}"]
+    header = ["detector", "frame", "faces", "ms/frame", "speed-up", "CPU ms/frame", "peak RSS MiB"]
+    header.append(f"boxes vs {anchor}")
     rows = []
     for label in frames:
         ref = runs[anchor]["results"][label]
@@ -206,6 +209,7 @@ def main() -> None:
                     str(len(res["boxes"])),
                     f"{res['ms']:.1f}",
                     f"{ref['ms'] / res['ms']:.2f}x",
+                    f"{res['cpu_ms']:.0f}",
                     f"{run['peak_rss_mib']:.0f} (loaded {run['rss_loaded_mib']:.0f})",
                     agreement(res["boxes"], ref["boxes"]),
                 ]

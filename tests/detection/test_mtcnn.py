@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from faceprint.detection import mtcnn as M
+from faceprint.detection import mtcnn_nets as N
 from faceprint.detection import mtcnn_weights as W
 from faceprint.errors import ImageError, ModelError
 from faceprint.models import WeightFile
@@ -160,10 +161,7 @@ def test_onnx_graphs_match_the_torch_modules(detector, astronaut):
     """The runtime graphs are exports of the modules: one definition per architecture."""
     nets = detector.load()
     crops = _patches([astronaut], 48)
-    modules = {}
-    for key, cls in (("pnet", M.PNet), ("onet", M.ONet)):
-        modules[key] = cls()
-        modules[key].load_state_dict(W.load_state_dict(key))
+    modules = {key: N.build(key, W.load_state_dict(key)) for key in ("pnet", "onet")}
     with torch.inference_mode():
         want = modules["onet"](torch.from_numpy(crops))
         level = np.ascontiguousarray(astronaut[::4, ::4])
@@ -172,6 +170,43 @@ def test_onnx_graphs_match_the_torch_modules(detector, astronaut):
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
     for got, ref in zip(nets("pnet", level[None]), want_p, strict=True):
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+
+
+# ---- box handling -------------------------------------------------------------------------------------
+
+
+def _greedy_nms(boxes, scores, threshold, mode):
+    """Textbook one-box-at-a-time greedy NMS (inclusive pixel areas), the reference for ours."""
+    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    keep = []
+    for i in np.argsort(-scores, kind="stable"):
+        for j in keep:
+            w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + 1
+            h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + 1
+            inter = max(w, 0) * max(h, 0)
+            denominator = min(area[i], area[j]) if mode == "min" else area[i] + area[j] - inter
+            if inter / denominator > threshold:
+                break
+        else:
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("mode", ["union", "min"])
+@pytest.mark.parametrize("n", [0, 1, 300, 700])
+def test_nms_is_greedy_nms(mode, n):
+    rng = np.random.default_rng(n)
+    corner = rng.uniform(0, 400, (n, 2))
+    boxes = np.hstack([corner, corner + rng.uniform(5, 80, (n, 2))]).round()
+    scores = rng.random(n)
+    for threshold in (0.5, 0.7):
+        assert M.nms(boxes, scores, threshold, mode).tolist() == _greedy_nms(boxes, scores, threshold, mode)
+
+
+def test_grouped_nms_keeps_groups_apart():
+    boxes = np.array([[10, 10, 50, 50], [12, 12, 52, 52], [10, 10, 50, 50]], dtype=np.float64)
+    scores = np.array([0.9, 0.8, 0.7])
+    assert sorted(M.grouped_nms(boxes, scores, np.array([0, 0, 1]), 0.5).tolist()) == [0, 2]
 
 
 # ---- real faces ---------------------------------------------------------------------------------------
@@ -337,8 +372,9 @@ def test_batch_equals_one_by_one(detector, faces_dir, lfw_dir, astronaut):
 # its own: one IoU for the per-scale and cross-scale NMS (0.5 here; the original uses 0.7 across scales),
 # no truncation of boxes to integers between stages, a crop one pixel wider than the box it scales by,
 # and "union" instead of "min" overlap in the final NMS. The cascade amplifies such differences (each
-# stage crops where the previous one regressed), so boxes agree to a few percent, not exactly; faces
-# both call confident must be the same faces.
+# stage crops where the previous one regressed), so boxes agree to a few percent, not exactly (the same
+# holds between us and facenet-pytorch, see the helper's report); faces either calls confident must be
+# the same faces.
 
 MIN_SCORE = 0.95  # below this a face is borderline: either implementation may drop it
 
@@ -412,63 +448,72 @@ def faceie_oracle(monkeypatch):
     return detect
 
 
-def _compare(name: str, ours, theirs, ious: list, marks: list) -> list[str]:
-    """Confident faces of each side must be found by the other; matched pairs' agreement is recorded."""
+def _compare(name: str, image: np.ndarray, ours, theirs, ious: list, errors: list) -> list[str]:
+    """Confident faces of each side must be found by the other, except faces cut by the image border
+    (their crops are mostly zero padding, where the two pipelines differ most); matched pairs' agreement
+    is recorded: box IoU, landmark error in px and what we allow (2 px + 4% of the face width)."""
+    h, w = image.shape[:2]
+
+    def required(box, score) -> bool:
+        margin = 0.05 * (box[2] - box[0])
+        inside = box[0] > -margin and box[1] > -margin and box[2] < w + margin and box[3] < h + margin
+        return score >= MIN_SCORE and inside
+
     problems = []
     for mine in ours:
         best = max(theirs, key=lambda t: iou(mine.box, t[0]), default=None)
         if best is None or iou(mine.box, best[0]) < 0.5:
-            if mine.score >= MIN_SCORE:
+            if required(mine.box, mine.score):
                 problems.append(f"{name}: faceie misses our face {mine.box} ({mine.score:.3f})")
             continue
         if mine.score >= MIN_SCORE or best[1] >= MIN_SCORE:
             ious.append(iou(mine.box, best[0]))
-            # landmark error relative to the face size, as eye-to-mouth distances scale with it
-            marks.append(np.abs(mine.landmarks - best[2]).max() / mine.width)
+            errors.append((float(np.abs(mine.landmarks - best[2]).max()), 2.0 + 0.04 * mine.width))
     for box, score, _ in theirs:
-        if score >= MIN_SCORE and not any(iou(box, d.box) >= 0.5 for d in ours):
+        if required(box, score) and not any(iou(box, d.box) >= 0.5 for d in ours):
             problems.append(f"{name}: we miss faceie's face {box.round(1)} ({score:.3f})")
     return problems
 
 
-def _assert_agreement(problems, ious, marks, n_images):
-    ious, marks = np.array(ious), np.array(marks)
+def _assert_agreement(problems: list[str], ious: list, errors: list, min_faces: float) -> None:
+    ious, px, allowed = np.array(ious), *np.array(errors).T
     assert not problems, "\n".join(problems)
-    assert len(ious) >= n_images * 0.9
-    assert np.median(ious) >= 0.9 and (ious >= 0.8).mean() >= 0.97, np.sort(ious)[:10]
-    # 2 px on a 100 px face = 0.02; 0.06 bounds the cascade's drift measured against facenet-pytorch too
-    assert np.median(marks) <= 0.025 and (marks <= 0.06).mean() >= 0.97, np.sort(marks)[-10:]
+    assert len(ious) >= min_faces
+    assert np.median(ious) >= 0.9 and (ious >= 0.75).mean() >= 0.97, np.sort(ious)[:10]
+    assert np.median(px) <= 2.0 and (px <= allowed).mean() >= 0.97, np.sort(px - allowed)[-10:]
 
 
 @pytest.mark.slow
 def test_parity_with_faceie_on_the_stills(faces_dir, faceie_oracle):
-    """Every still photo, downscaled to at most 480 px (faceie is NumPy), min face 12/0.709^2 px."""
+    """Every still photo, downscaled to at most 400 px (faceie is NumPy), min face 12/0.709^2 px."""
     min_face = 12 / FACTOR**2
     det = M.MTCNNDetector(min_face_size=min_face)
     paths = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     paths = [p for p in paths if "aligned" not in p.parts]  # 160 px crops, not photos
     assert len(paths) >= 25
-    problems, ious, marks = [], [], []
+    problems, ious, errors = [], [], []
     for path in paths:
         image = rgb(path)
-        scale = 480 / max(image.shape[:2])
+        scale = 400 / max(image.shape[:2])
         if scale < 1:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        problems += _compare(path.name, det.detect(image), faceie_oracle(image, min_face), ious, marks)
-    _assert_agreement(problems, ious, marks, len(paths) * 0.8)
+        problems += _compare(
+            path.name, image, det.detect(image), faceie_oracle(image, min_face), ious, errors
+        )
+    _assert_agreement(problems, ious, errors, min_faces=len(paths) * 0.8)
 
 
 @pytest.mark.slow
 def test_parity_with_faceie_on_lfw(lfw_dir, faceie_oracle):
     """200 LFW images (every 40th file), centre 150x150 (the face, little background), min face
-    12/0.709^4 px."""
-    min_face = 12 / FACTOR**4
+    12/0.709^5 = 67 px (the faces are about 100 px)."""
+    min_face = 12 / FACTOR**5
     det = M.MTCNNDetector(min_face_size=min_face)
     paths = sorted(lfw_dir.glob("*/*.jpg"))[::40][:200]
     assert len(paths) == 200
     images = [np.ascontiguousarray(rgb(p)[50:200, 50:200]) for p in paths]
     ours = det.detect_batch(images)
-    problems, ious, marks = [], [], []
+    problems, ious, errors = [], [], []
     for path, image, mine in zip(paths, images, ours, strict=True):
-        problems += _compare(path.name, mine, faceie_oracle(image, min_face), ious, marks)
-    _assert_agreement(problems, ious, marks, len(paths))
+        problems += _compare(path.name, image, mine, faceie_oracle(image, min_face), ious, errors)
+    _assert_agreement(problems, ious, errors, min_faces=len(paths) * 0.9)
