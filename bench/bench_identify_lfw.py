@@ -73,7 +73,7 @@ def faceprint_scores(
     gallery: list[tuple[str, Path]],
     known: list[tuple[str, Path]],
     unknown: list[tuple[str, Path]],
-    combine: str = "nearest",
+    combine: str = "mean",
 ) -> tuple[Scores, float]:
     """Enrol into a temporary SQLite gallery and search it as the Recognizer does (nearest person)."""
     from faceprint.gallery import EmbedderKey, Gallery

@@ -1,13 +1,15 @@
 """Reproduce the built-in threshold and confidence calibration of an embedder (faceprint.gallery.thresholds).
 
 Embeds LFW deep-funneled with the default pipeline (through the evaluation cache), forms every pair of
-images with a detected face (same person; different people, sampled if too many), and prints:
+images with a detected face (same person, at most 300 per person; different people, a 2M sample), and
+prints:
 - the threshold at FAR = 1%, 0.1% (the default target) and 0.01% with the TAR it keeps, the EER and the
   best-accuracy threshold (shared ROC arithmetic in faceprint.evaluation.metrics);
 - the class-balanced logistic P(same | distance) the confidence uses;
 - the ``Calibration(...)`` literal to paste into ``BUILTIN``.
 
     python bench/calibrate_thresholds.py [--every N] [--embedder dlib-resnet]
+    python bench/calibrate_thresholds.py --npz lfw_embeddings.npz   # precomputed: paths, embeddings, found
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ import numpy as np
 DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
-def pairs(vectors: np.ndarray, labels: np.ndarray, max_diff: int, seed: int = 0):
-    """Distances and same-person flags: every same-person pair, and every different-person pair or a
-    uniform sample of ``max_diff`` of them (all LFW pairs would need ~90M distances)."""
+def pairs(vectors: np.ndarray, labels: np.ndarray, max_diff: int, max_same: int, seed: int = 0):
+    """Distances and same-person flags: same-person pairs (at most ``max_same`` per person, drawn at
+    random, so that George W. Bush's 140k pairs do not outweigh everyone else), and every different-person
+    pair or a uniform sample of ``max_diff`` of them (all LFW pairs would need ~90M distances)."""
     rng = np.random.default_rng(seed)
     same_i, same_j = [], []
     for label in np.unique(labels):
         idx = np.flatnonzero(labels == label)
         a, b = np.triu_indices(len(idx), k=1)
+        if len(a) > max_same:
+            pick = rng.choice(len(a), max_same, replace=False)
+            a, b = a[pick], b[pick]
         same_i.append(idx[a])
         same_j.append(idx[b])
     si, sj = np.concatenate(same_i), np.concatenate(same_j)
@@ -52,6 +58,8 @@ def main() -> None:
     parser.add_argument("--embedder", default="dlib-resnet")
     parser.add_argument("--far", type=float, default=1e-3, help="FAR target of the default threshold")
     parser.add_argument("--max-diff", type=int, default=2_000_000, help="different-person pairs sampled")
+    parser.add_argument("--max-same", type=int, default=300, help="same-person pairs per person, at most")
+    parser.add_argument("--npz", type=Path, help="precomputed LFW embeddings (keys paths, embeddings, found)")
     args = parser.parse_args()
 
     from faceprint.evaluation.cache import EmbeddingCache
@@ -60,15 +68,26 @@ def main() -> None:
     from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
     from faceprint.gallery.thresholds import calibrate
 
-    root = DATA / "lfw" / "lfw-deepfunneled"
-    people = labelled_images(root)
-    names = list(people)[:: args.every]
-    paths = [p for n in names for p in people[n]]
-    labels = np.array([n for n in names for _ in people[n]])
-    run = EmbeddingRunner(PipelineConfig(embedder=args.embedder), cache=EmbeddingCache()).embed_paths(paths)
-    d, same = pairs(run.vectors[run.found], labels[run.found], args.max_diff)
+    if args.npz is not None:
+        with np.load(args.npz, allow_pickle=False) as z:
+            rel, vectors, found = z["paths"], z["embeddings"], z["found"]
+        names = sorted({str(p).split("/")[0] for p in rel})[:: args.every]
+        keep = np.isin([str(p).split("/")[0] for p in rel], names) & found
+        vectors, labels = vectors[keep], np.array([str(p).split("/")[0] for p in rel[keep]])
+        origin = f"{args.npz.name}"
+    else:
+        root = DATA / "lfw" / "lfw-deepfunneled"
+        people = labelled_images(root)
+        names = list(people)[:: args.every]
+        paths = [p for n in names for p in people[n]]
+        all_labels = np.array([n for n in names for _ in people[n]])
+        config = PipelineConfig(embedder=args.embedder)
+        run = EmbeddingRunner(config, cache=EmbeddingCache()).embed_paths(paths)
+        vectors, labels = run.vectors[run.found], all_labels[run.found]
+        origin = "default pipeline"
+    d, same = pairs(vectors, labels, args.max_diff, args.max_same)
     source = (
-        f"LFW deep-funneled, every {args.every} person(s): {run.found.sum()} images with a face; "
+        f"LFW deep-funneled ({origin}), every {args.every} person(s): {len(vectors)} images with a face; "
         f"{same.sum():,} same-person / {(~same).sum():,} different-person pairs"
     )
     print(source)

@@ -45,14 +45,14 @@ def default_gallery_path() -> Path:
 class Gallery:
     """Known people and their templates. Open with :meth:`open`; usable as a context manager."""
 
-    def __init__(self, store: GalleryStore, *, combine: Combine = "nearest") -> None:
+    def __init__(self, store: GalleryStore, *, combine: Combine = "mean") -> None:
         self.store = store
         self.combine: Combine = combine
         self._indexes: dict[EmbedderKey, tuple[int, MatchIndex, dict[int, str]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path | str | None = None, *, combine: Combine = "nearest") -> Gallery:
+    def open(cls, path: Path | str | None = None, *, combine: Combine = "mean") -> Gallery:
         """Open (or create) the SQLite gallery at ``path`` (None: :func:`default_gallery_path`)."""
         return cls(SQLiteStore(Path(path) if path is not None else default_gallery_path()), combine=combine)
 
