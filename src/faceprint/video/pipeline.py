@@ -105,7 +105,11 @@ class VideoRecognizer:
 
         ``on_frame`` receives every processed frame with its tracks' labels (for embedding the loop in an
         application, and for measuring it)."""
-        run = _Run(self, source, video_out, events_out, crops_dir, unknowns_dir, show, on_frame)
+        try:
+            run = _Run(self, source, video_out, events_out, crops_dir, unknowns_dir, show, on_frame)
+        except BaseException:  # an output that cannot be opened: the source is ours to close
+            source.close()
+            raise
         return run.loop(max_frames)
 
 
