@@ -258,3 +258,13 @@ def test_memory_stays_flat_over_a_looped_clip(lfw_dir, analyzer, lfw_gallery, tm
     assert after_warmup.max() - after_warmup[0] < 25, after_warmup
     slope = np.polyfit(np.arange(len(after_warmup)), after_warmup, 1)[0]
     assert slope * len(after_warmup) < 15, after_warmup
+
+
+def test_an_output_that_cannot_be_written_is_a_clear_error(clip, analyzer, tmp_path):
+    from faceprint.video.outputs import VideoOutputError
+
+    source = open_source(clip.path)
+    with pytest.raises(VideoOutputError, match=r"missing/out\.mp4: folder .*missing does not exist"):
+        VideoRecognizer(analyzer).run(source, video_out=tmp_path / "missing" / "out.mp4")
+    with pytest.raises(VideoOutputError, match=r"events\.jsonl: cannot write events"):
+        VideoRecognizer(analyzer).run(open_source(clip.path), events_out=tmp_path / "nope" / "events.jsonl")
