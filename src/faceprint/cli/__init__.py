@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core, evaluate, gallery
+    from faceprint.cli import core, evaluate, gallery, video
 
-    for module in (core, evaluate, gallery):
+    for module in (core, evaluate, gallery, video):
         module.register(app)
 
 
