@@ -89,12 +89,12 @@ def square(boxes: np.ndarray) -> np.ndarray:
 
 
 def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """(N, size, size, 3) float32 bilinear crops of ``boxes`` from a float32 image.
+    """(N, size, size, 3) float32 bilinear crops of ``boxes`` from an (integer-valued) image.
 
     TensorFlow's ``crop_and_resize`` on box corners divided by the image size, as the ``mtcnn`` package
     calls it: ``size`` samples from x1 * (W - 1) / W to x2 * (W - 1) / W, and rows or columns sampled
     outside the image are grey (127.5, zero after normalisation). Hand-written because OpenCV's warps
-    quantise sample positions to 1/32 px and blend the border instead.
+    quantise sample positions to 1/32 px and blend the border instead. Neighbours are blended in float32.
     """
     ih, iw = image.shape[:2]
     t = np.arange(size) / (size - 1)
@@ -108,9 +108,9 @@ def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     fy = (ys - y0).astype(np.float32)[:, :, None, None]
     rows0, rows1 = y0[:, :, None], y1[:, :, None]
     cols0, cols1 = x0[:, None, :], x1[:, None, :]
-    top = image[rows0, cols0]
+    top = image[rows0, cols0].astype(np.float32)
     top += (image[rows0, cols1] - top) * fx
-    bottom = image[rows1, cols0]
+    bottom = image[rows1, cols0].astype(np.float32)
     bottom += (image[rows1, cols1] - bottom) * fx
     out = top + (bottom - top) * fy
     outside_x = (xs < 0) | (xs > iw - 1)
@@ -244,8 +244,8 @@ class MTCNNDetector:
         nets = self.load()
         pixels = {i: images[i].astype(np.float32) for i in usable}  # resampling happens in float
         cands = self._propose(nets, pixels)
-        cands = self._refine(nets, pixels, cands)
-        cands, landmarks = self._output(nets, pixels, cands)
+        cands = self._refine(nets, images, cands)
+        cands, landmarks = self._output(nets, images, cands)
         for row in range(cands.image.shape[0]):
             det = Detection(tuple(cands.boxes[row].tolist()), float(cands.scores[row]), landmarks[row])
             results[int(cands.image[row])].append(det)
@@ -289,11 +289,11 @@ class MTCNNDetector:
         cands.boxes = square(cands.boxes)
         return cands
 
-    def _refine(self, nets: MTCNNNets, pixels: dict[int, np.ndarray], cands: _Candidates) -> _Candidates:
+    def _refine(self, nets: MTCNNNets, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
         """R-Net on 24x24 crops of all candidates at once; regress; threshold; NMS per image; square."""
         if cands.image.size == 0:
             return cands
-        prob, reg = nets("rnet", _crops(pixels, cands, 24))
+        prob, reg = nets("rnet", _crops(images, cands, 24))
         passed = np.flatnonzero(prob > self.thresholds[1])
         cands = _Candidates(cands.image[passed], regress(cands.boxes[passed], reg[passed]), prob[passed])
         cands = cands.take(grouped_nms(cands.boxes, cands.scores, cands.image, 0.7))
@@ -301,12 +301,12 @@ class MTCNNDetector:
         return cands
 
     def _output(
-        self, nets: MTCNNNets, pixels: dict[int, np.ndarray], cands: _Candidates
+        self, nets: MTCNNNets, images: Sequence[np.ndarray], cands: _Candidates
     ) -> tuple[_Candidates, np.ndarray]:
         """O-Net on 48x48 crops of all candidates at once; landmarks; regress; threshold; NMS ("min")."""
         if cands.image.size == 0:
             return cands, np.zeros((0, 5, 2), np.float32)
-        prob, reg, marks = nets("onet", _crops(pixels, cands, 48))
+        prob, reg, marks = nets("onet", _crops(images, cands, 48))
         passed = np.flatnonzero(prob > self.thresholds[2])
         boxes = cands.boxes[passed]
         # Landmarks are fractions of the crop (five x, then five y), placed as the package does.
@@ -334,12 +334,12 @@ class MTCNNDetector:
         ]
 
 
-def _crops(pixels: dict[int, np.ndarray], cands: _Candidates, size: int) -> np.ndarray:
+def _crops(images: Sequence[np.ndarray], cands: _Candidates, size: int) -> np.ndarray:
     """Crops of every candidate, in candidate order, whichever image each comes from."""
     out = np.empty((cands.image.shape[0], size, size, 3), dtype=np.float32)
     for i in np.unique(cands.image).tolist():
         rows = np.flatnonzero(cands.image == i)
-        out[rows] = crop_resize(pixels[i], cands.boxes[rows], size)
+        out[rows] = crop_resize(images[i], cands.boxes[rows], size)
     return out
 
 
