@@ -1,8 +1,8 @@
 """The three MTCNN architectures in PyTorch: the one definition of each, exported to ONNX for running.
 
 Layer order, kernel sizes and pooling follow the Keras nets of the ``mtcnn`` package (its "same" pools are
-``ceil_mode=True``). Inputs are (N, H, W, 3) uint8 RGB pixels; the training normalisation is folded into
-the first conv.
+``ceil_mode=True``). Inputs are (N, H, W, 3) float32 RGB pixel values (0-255, resampled, so not integers);
+the training normalisation is folded into the first conv.
 """
 
 from __future__ import annotations
@@ -13,20 +13,22 @@ from torch.nn import functional as F
 
 
 def _pixels_in(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """First conv on (N, H, W, 3) uint8 RGB pixels. The training normalisation (x - 127.5) / 128 is folded
-    into its weights (exact: the conv has no padding), so no pass over the image is spent on it."""
+    """First conv on (N, H, W, 3) float32 RGB pixel values. The training normalisation (x - 127.5) / 128
+    is folded into its weights (exact: the conv has no padding), so no pass over the image is spent on it."""
     w = conv.weight * (1.0 / 128.0)
     b = conv.bias - 127.5 * w.sum(dim=(1, 2, 3))
-    return F.conv2d(x.permute(0, 3, 1, 2).float(), w, b)
+    return F.conv2d(x.permute(0, 3, 1, 2), w, b)
 
 
-def _face_prob(logits: torch.Tensor) -> torch.Tensor:
-    """P(face) = softmax over (non-face, face) logits, taken as the sigmoid of their difference."""
-    return torch.sigmoid(logits[:, 1] - logits[:, 0])
+def _face_logit(logits: torch.Tensor) -> torch.Tensor:
+    """Face logit minus non-face logit; P(face) = sigmoid of it (the two-way softmax). The graphs return
+    the logit so the detector computes the probability in float32 NumPy, rounding near 1.0 the way a
+    softmax does (ties at 1.0 decide the NMS order)."""
+    return logits[:, 1] - logits[:, 0]
 
 
 class PNet(nn.Module):
-    """Fully convolutional proposal net: (N, H, W, 3) uint8 -> P(face) (N, H', W'), box offsets
+    """Fully convolutional proposal net: (N, H, W, 3) float32 -> face logit (N, H', W'), box offsets
     (N, 4, H', W'). Output cell (i, j) sees the 12x12 window at (2j, 2i)."""
 
     def __init__(self) -> None:
@@ -42,12 +44,12 @@ class PNet(nn.Module):
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
         # One-channel conv for the logit difference instead of softmax over two channels.
         w, b = self.cls.weight, self.cls.bias
-        prob = torch.sigmoid(F.conv2d(x, w[1:] - w[:1], b[1:] - b[:1]))[:, 0]
-        return prob, self.box(x)
+        logit = F.conv2d(x, w[1:] - w[:1], b[1:] - b[:1])[:, 0]
+        return logit, self.box(x)
 
 
 class RNet(nn.Module):
-    """Refinement net: (N, 24, 24, 3) uint8 -> P(face) (N,), box offsets (N, 4)."""
+    """Refinement net: (N, 24, 24, 3) float32 -> face logit (N,), box offsets (N, 4)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,11 +66,12 @@ class RNet(nn.Module):
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.prelu3(self.conv3(x)).flatten(1)  # the dense weights were reordered for NCHW flatten
         x = self.prelu4(self.dense(x))
-        return _face_prob(self.cls(x)), self.box(x)
+        return _face_logit(self.cls(x)), self.box(x)
 
 
 class ONet(nn.Module):
-    """Output net: (N, 48, 48, 3) uint8 -> P(face) (N,), box offsets (N, 4), landmarks (N, 10: 5 x, 5 y)."""
+    """Output net: (N, 48, 48, 3) float32 -> face logit (N,), box offsets (N, 4), landmarks
+    (N, 10: 5 x, 5 y)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,7 +91,7 @@ class ONet(nn.Module):
         x = self.pool3(self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x)).flatten(1)
         x = self.prelu5(self.dense(x))
-        return _face_prob(self.cls(x)), self.box(x), self.landmarks(x)
+        return _face_logit(self.cls(x)), self.box(x), self.landmarks(x)
 
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], int]] = {

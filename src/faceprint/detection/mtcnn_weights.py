@@ -171,7 +171,7 @@ def load_state_dict(net: str, weight_file: WeightFile | None = None) -> dict[str
 
 
 # Bump when the modules in mtcnn_nets.py or the export change, so stale graphs are not reused.
-ONNX_VERSION = 2
+ONNX_VERSION = 4
 
 
 def load_onnx(net: str) -> bytes:
@@ -185,7 +185,7 @@ def load_onnx(net: str) -> bytes:
 
         module = build(net, load_state_dict(net))
         size = ARCHITECTURES[net][1]
-        example = torch.zeros((1, size, size, 3), dtype=torch.uint8)
+        example = torch.zeros((1, size, size, 3), dtype=torch.float32)
         dynamic = {0: "n", 1: "h", 2: "w"} if net == "pnet" else {0: "n"}
 
         def export(tmp: str) -> None:
