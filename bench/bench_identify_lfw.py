@@ -7,7 +7,7 @@ people with exactly one image.
 - faceprint: the default pipeline (MTCNN -> 5-point alignment -> dlib-resnet, through the evaluation
   cache), templates enrolled in a real SQLite ``Gallery``, probes searched in it, decided at the
   calibrated default threshold (what ``Recognizer.match_faces`` does).
-- face_recognition's way (bench/fr_baseline.py): dlib HOG + 5-point shapes + dlib descriptors,
+- face_recognition's way (bench/dlib_anchor.py): dlib HOG + 5-point shapes + dlib descriptors,
   ``compare_faces`` tolerance 0.6 on raw descriptors, nearest match.
 
 Both: an image in which the detector finds no face gives no template (its person's probes can only be
@@ -150,7 +150,7 @@ def combine_split(people: dict[str, list[Path]]):
 
 
 def main() -> None:
-    from fr_baseline import TOLERANCE, encode
+    from dlib_anchor import TOLERANCE, encode_images
 
     from faceprint.evaluation.cache import EmbeddingCache
     from faceprint.evaluation.identification import open_set_split
@@ -178,7 +178,8 @@ def main() -> None:
 
     run = EmbeddingRunner(cache=EmbeddingCache()).embed_paths(paths)
     fp = {p: v for p, v, ok in zip(paths, run.vectors, run.found, strict=True) if ok}
-    raw, found = encode(paths, root)
+    anchor = encode_images(paths)
+    raw, found = anchor.embeddings, anchor.found
     fr = {p: v for p, v, ok in zip(paths, raw, found, strict=True) if ok}
 
     fp_s, fp_t = faceprint_scores(fp, gallery, known, unknown)
