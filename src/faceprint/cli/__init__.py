@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core
+    from faceprint.cli import core, train
 
-    for module in (core,):
+    for module in (core, train):
         module.register(app)
 
 
