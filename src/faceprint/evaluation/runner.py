@@ -1,0 +1,315 @@
+"""Embed a set of images through a pipeline configuration, batched, cached and with a progress bar.
+
+Face policy (one face per image, as evaluation protocols assume):
+- several faces: the one with the largest area after a penalty for distance from the image centre
+  (the labelled subject of LFW-style photos is the central one, bystanders are often larger);
+- no face: the image is still embedded, aligned with the median landmark positions (relative to image
+  size) of the faces found in the same run — a centred-face assumption that holds for cropped data sets
+  such as LFW — or, when no face was found at all, with the template placed over the central 60% of the
+  image. Such images are counted (``found`` is False) and the report lists them.
+
+A configuration composes the core stages through ``FaceAnalyzer`` (detect, align, embed_chips); the
+variants evaluation needs — alignment off (the detection box cropped and resized) and flip test-time
+augmentation (the chip and its mirror embedded, summed, renormalised) — are built here, not in the core.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from faceprint.evaluation import EvaluationError
+from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash, file_hash
+from faceprint.types import Detection
+
+_CENTRE_PENALTY = 2.0  # weight of squared centre offset against box area when picking the subject face
+_FALLBACK_SPAN = 0.6  # fraction of the short image side the template covers when no face was ever found
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+_SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One evaluated configuration: detector and its options, embedder and its options, alignment, TTA."""
+
+    label: str = "default"
+    detector: str = "mtcnn"
+    detector_options: tuple[tuple[str, Any], ...] = ()
+    embedder: str = "dlib-resnet"
+    embedder_options: tuple[tuple[str, Any], ...] = ()
+    align: bool = True
+    flip: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> PipelineConfig:
+        """``LABEL:key=value,...`` with keys detector, embedder, align (on/off), flip (on/off),
+        ``det.OPTION`` and ``emb.OPTION`` (e.g. ``big:det.min_face_size=40``); values are JSON or text."""
+        label, _, body = spec.partition(":") if ":" in spec else ("", "", spec)
+        fields: dict[str, Any] = {}
+        det, emb = {}, {}
+        for item in filter(None, (s.strip() for s in body.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise EvaluationError(f"configuration {spec!r}: {item!r} is not key=value")
+            if key in ("detector", "embedder"):
+                fields[key] = value
+            elif key in ("align", "flip"):
+                if value.lower() not in _SWITCH:
+                    raise EvaluationError(f"configuration {spec!r}: {key} must be on or off, got {value!r}")
+                fields[key] = _SWITCH[value.lower()]
+            elif key.startswith("det."):
+                det[key[4:]] = _parse_value(value)
+            elif key.startswith("emb."):
+                emb[key[4:]] = _parse_value(value)
+            else:
+                raise EvaluationError(
+                    f"configuration {spec!r}: unknown key {key!r} "
+                    "(use detector, embedder, align, flip, det.OPTION, emb.OPTION)"
+                )
+        config = cls(
+            label=label or body or "default",
+            detector_options=tuple(sorted(det.items())),
+            embedder_options=tuple(sorted(emb.items())),
+            **fields,
+        )
+        return config
+
+    def describe(self) -> str:
+        parts = [f"detector={self.detector}", f"embedder={self.embedder}"]
+        parts += [f"det.{k}={v}" for k, v in self.detector_options]
+        parts += [f"emb.{k}={v}" for k, v in self.embedder_options]
+        parts += [f"align={'on' if self.align else 'off'}", f"flip={'on' if self.flip else 'off'}"]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An image to embed: its content hash (the cache key) and how to decode it."""
+
+    key: str
+    name: str
+    load: Callable[[], np.ndarray] = field(repr=False)
+
+    @classmethod
+    def from_path(cls, path: Path) -> ImageSource:
+        from faceprint.io import load_image
+
+        return cls(file_hash(path), str(path), lambda: load_image(path))
+
+    @classmethod
+    def from_array(cls, name: str, image: np.ndarray) -> ImageSource:
+        return cls(array_hash(image), name, lambda: image)
+
+
+@dataclass(frozen=True)
+class EmbeddingRun:
+    """Embeddings of a list of images, in order, with what the pipeline found and what it cost."""
+
+    config: PipelineConfig
+    names: tuple[str, ...]
+    vectors: np.ndarray = field(repr=False)  # (N, D) float32, L2-normalised
+    found: np.ndarray = field(repr=False)  # (N,) bool: a face was detected (False: fallback alignment)
+    landmarks: np.ndarray = field(repr=False)  # (N, 5, 2) landmarks used for the chip
+    shapes: tuple[tuple[int, int], ...]  # (height, width) of each image
+    embedded: int  # images embedded in this run (the rest came from the cache)
+    seconds: float
+
+    def by_name(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.vectors, strict=True))
+
+
+def _select_face(found: Detections) -> Detection | None:
+    if not found.faces:
+        return None
+    centre = np.array([found.shape[1] / 2, found.shape[0] / 2])
+
+    def merit(d: Detection) -> float:
+        offset = np.array([(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2]) - centre
+        return d.width * d.height - _CENTRE_PENALTY * float(offset @ offset)
+
+    return max(found.faces, key=merit)
+
+
+class EmbeddingRunner:
+    """Runs one :class:`PipelineConfig` over images; ``cache=None`` disables caching."""
+
+    def __init__(
+        self,
+        config: PipelineConfig = PipelineConfig(),
+        *,
+        cache: EmbeddingCache | None = None,
+        batch_size: int = 16,
+        progress: bool = True,
+    ) -> None:
+        from faceprint.analyzer import FaceAnalyzer
+
+        self.config = config
+        self.analyzer = FaceAnalyzer(
+            config.detector,
+            config.embedder,
+            detector_options=dict(config.detector_options),
+            embedder_options=dict(config.embedder_options),
+        )
+        self.cache = cache
+        self.batch_size = batch_size
+        self.progress = progress
+
+    @property
+    def detector_key(self) -> str:
+        return json.dumps({"detector": self.config.detector, "options": self.config.detector_options})
+
+    @property
+    def config_key(self) -> str:
+        emb = self.analyzer.embedder
+        return json.dumps(
+            {
+                "embedder": [emb.name, emb.version, self.config.embedder_options],
+                "detector": self.detector_key,
+                "align": self.config.align,
+                "flip": self.config.flip,
+            }
+        )
+
+    def embed_paths(self, paths: Sequence[Path]) -> EmbeddingRun:
+        return self.embed_sources([ImageSource.from_path(Path(p)) for p in paths])
+
+    def embed_sources(self, sources: Sequence[ImageSource]) -> EmbeddingRun:
+        """Embeddings of every source, taken from the cache where present."""
+        start = time.perf_counter()
+        unique = list({s.key: s for s in sources}.values())
+        keys = [s.key for s in unique]
+        det_key, cfg_key = self.detector_key, self.config_key
+        detections: dict[str, Detections] = self.cache.get_detections(det_key, keys) if self.cache else {}
+        vectors: dict[str, np.ndarray] = self.cache.get_embeddings(cfg_key, keys) if self.cache else {}
+        # No-face images are never in the embedding cache (their fallback depends on the run), so they
+        # are decoded again on every run; there are few.
+        todo = [s for s in unique if s.key not in vectors or s.key not in detections]
+        no_face: dict[str, np.ndarray] = {}
+        with _progress(len(todo), self.config.label, self.progress) as bar:
+            for i in range(0, len(todo), self.batch_size):
+                batch = todo[i : i + self.batch_size]
+                arrays = [s.load() for s in batch]
+                need = [k for k, s in enumerate(batch) if s.key not in detections]
+                if need:
+                    found = self.analyzer.detector.detect_batch([arrays[k] for k in need])
+                    fresh = {
+                        batch[k].key: Detections(arrays[k].shape[:2], dets)
+                        for k, dets in zip(need, found, strict=True)
+                    }
+                    detections.update(fresh)
+                    if self.cache:
+                        self.cache.put_detections(det_key, fresh)
+                faces = {}
+                for s, image in zip(batch, arrays, strict=True):
+                    face = _select_face(detections[s.key])
+                    if face is None:
+                        no_face[s.key] = image
+                    else:
+                        faces[s.key] = (image, face)
+                if faces:
+                    chips = np.stack([self._chip(img, f.landmarks, f.box) for img, f in faces.values()])
+                    fresh_vecs = dict(zip(faces, self._embed(chips), strict=True))
+                    vectors.update(fresh_vecs)
+                    if self.cache:
+                        self.cache.put_embeddings(cfg_key, fresh_vecs)
+                bar.update(len(batch))
+        marks = {}
+        for key, found in detections.items():
+            face = _select_face(found)
+            if face is not None:
+                marks[key] = np.asarray(face.landmarks, np.float32)
+        if no_face:
+            self._fallback(no_face, marks, detections, vectors)
+        return EmbeddingRun(
+            config=self.config,
+            names=tuple(s.name for s in sources),
+            vectors=np.stack([vectors[s.key] for s in sources]).astype(np.float32),
+            found=np.array([s.key not in no_face for s in sources]),
+            landmarks=np.stack([marks[s.key] for s in sources]),
+            shapes=tuple(detections[s.key].shape for s in sources),
+            embedded=len(todo),
+            seconds=time.perf_counter() - start,
+        )
+
+    def _fallback(
+        self,
+        images: dict[str, np.ndarray],
+        marks: dict[str, np.ndarray],
+        detections: dict[str, Detections],
+        vectors: dict[str, np.ndarray],
+    ) -> None:
+        """Embed images without a detected face at the run's median relative landmark positions."""
+        with_face = [k for k in marks if k not in images]
+        if with_face:
+            relative = np.median(
+                [marks[k] / np.array(detections[k].shape[::-1], np.float32) for k in with_face], axis=0
+            )
+        else:
+            emb = self.analyzer.embedder
+            relative = (emb.template() / emb.input_size - 0.5) * _FALLBACK_SPAN + 0.5
+        chips = []
+        for key, image in images.items():
+            h, w = image.shape[:2]
+            marks[key] = (relative * np.array([w, h])).astype(np.float32)
+            chips.append(self._chip(image, marks[key], (0.0, 0.0, float(w), float(h))))
+        vectors.update(zip(images, self._embed(np.stack(chips)), strict=True))
+
+    def _chip(self, image: np.ndarray, landmarks: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+        if self.config.align:
+            return self.analyzer.align(image, [Detection(tuple(box), 1.0, landmarks)])[0]
+        return crop_box(image, box, self.analyzer.embedder.input_size)
+
+    def _embed(self, chips: np.ndarray) -> np.ndarray:
+        vectors = self.analyzer.embed_chips(chips)
+        if self.config.flip:
+            vectors = vectors + self.analyzer.embed_chips(np.ascontiguousarray(chips[:, :, ::-1]))
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors.astype(np.float32)
+
+
+def crop_box(image: np.ndarray, box: tuple[float, ...], size: int) -> np.ndarray:
+    """The square around a box's centre (side = the box's longer side) resized to ``size``; black
+    outside the image. Used for "alignment off"."""
+    x1, y1, x2, y2 = box[:4]
+    side = max(x2 - x1, y2 - y1, 1.0)
+    scale = size / side
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    matrix = np.array([[scale, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]])
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+class _progress:
+    """tqdm progress bar on stderr, or a no-op when disabled."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self._bar = None
+        if enabled and total:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=f"embedding [{label}]", unit="img", leave=False)
+
+    def __enter__(self) -> _progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
