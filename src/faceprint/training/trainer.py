@@ -22,13 +22,13 @@ import torch
 
 from faceprint.embedding.trained import save_model_file
 from faceprint.errors import FaceprintError
+from faceprint.evaluation.metrics import best_threshold, threshold_at_far
 from faceprint.training.augment import Augment
 from faceprint.training.dataset import ChipSet, PairSet
 from faceprint.training.losses import triplet_loss
 from faceprint.training.mining import STRATEGIES, mine
 from faceprint.training.models import Architecture, build_model, embed_images, to_input
 from faceprint.training.sampler import PKSampler
-from faceprint.training.validation import verification_metrics
 
 OPTIMISERS = ("rmsprop", "adam", "sgd")
 MINING = ("curriculum", *STRATEGIES)
@@ -244,11 +244,13 @@ def pair_distances(arch: Architecture, pairs: PairSet) -> np.ndarray:
 
 
 def _validate(arch: Architecture, pairs: PairSet, metric: str) -> tuple[float, float]:
-    result = verification_metrics(pair_distances(arch, pairs), pairs.same)
+    """The early-stopping metric and the best-accuracy threshold (the saved model's calibration)."""
+    distances = pair_distances(arch, pairs)
+    best = best_threshold(distances, pairs.same)
     if metric == "accuracy":
-        return result.accuracy, result.threshold
+        return best.accuracy, best.threshold
     if metric.startswith("tar@far="):
-        return result.tar_at(float(metric.split("=", 1)[1])), result.threshold
+        return threshold_at_far(distances, pairs.same, float(metric.split("=", 1)[1])).tar, best.threshold
     raise FaceprintError(f"unknown validation metric {metric!r}; use 'accuracy' or 'tar@far=0.001'")
 
 
