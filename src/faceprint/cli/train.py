@@ -43,7 +43,7 @@ def prepare(
     split: Annotated[str, typer.Option(help="train,val,test fractions or identity counts.")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed of balancing and splitting.")] = 0,
     workers: Annotated[int, typer.Option(help="Images processed in parallel.")] = 2,
-    min_face: Annotated[int, typer.Option(help="Smallest face side kept, in pixels.")] = 32,
+    min_face: Annotated[int, typer.Option(help="Smallest face side searched and kept, in pixels.")] = 40,
     min_sharpness: Annotated[
         float, typer.Option(help="Laplacian variance under which a chip is blurred.")
     ] = 20.0,
@@ -72,8 +72,14 @@ def prepare(
     )
     data = import_dataset(root, layout, people=people, pairs=pairs)
     typer.echo(f"{root}: {len(data.samples)} images, {len({s.identity for s in data.samples})} identities")
+    analyzer = FaceAnalyzer(detector_options={"min_face_size": min_face})
     with tqdm(desc="detect/align", unit="img") as bar:
-        report = run_prepare(data, out, FaceAnalyzer(), config, workers=workers, progress=bar.update)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done)
+
+        report = run_prepare(data, out, analyzer, config, workers=workers, progress=progress)
     for split_name, counts in report.counts.items():
         typer.echo(f"{split_name:>6}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     typer.echo(f"wrote {out / 'manifest.csv'} ({report.processed} images processed in this run)")

@@ -38,7 +38,7 @@ class PrepareConfig:
     stratify: tuple[str, ...] = ()  # attributes to balance the picked identities over, e.g. ("Male",)
     split: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test fractions, or identity counts when >= 1
     seed: int = 0
-    min_face: int = 32  # smallest face side, in source pixels
+    min_face: int = 40  # smallest face side, in source pixels (also the detector's smallest search size)
     min_sharpness: float = 20.0  # variance of the chip's Laplacian (lower: blurred)
     ambiguity: float = 0.5  # a second face this large (area ratio to the largest) makes the image ambiguous
     near_duplicate: float = 0.08  # embedding distance under which two images of a person count as one
@@ -164,41 +164,60 @@ def split_identities(names: Sequence[str], split: Sequence[float], seed: int) ->
     return assignment
 
 
-def preprocess_image(
-    root: Path, sample: Sample, analyzer: Any, out_dir: Path, config: PrepareConfig
-) -> Record:
-    """Detect, choose the face, check it, align and save its chip, embed it (for cleaning)."""
-    path = root / sample.source
-    try:
-        data = path.read_bytes()
-        image = load_image(data)
-    except (OSError, FaceprintError) as err:
-        return Record(sample.source, f"unreadable: {err}")
-    digest = hashlib.sha256(data).hexdigest()
-    detections = analyzer.detect(image)
+def preprocess_batch(
+    root: Path, samples: Sequence[Sample], analyzer: Any, out_dir: Path, config: PrepareConfig
+) -> list[Record]:
+    """Detect (one detector batch), choose each image's face, check it, align and save its chip, and embed
+    the chips (one embedder batch) for cleaning."""
+    images, records = [], []
+    for s in samples:
+        try:
+            data = (root / s.source).read_bytes()
+            images.append(load_image(data))
+            records.append(Record(s.source, "ok", sha256=hashlib.sha256(data).hexdigest()))
+        except (OSError, FaceprintError) as err:
+            images.append(None)
+            records.append(Record(s.source, f"unreadable: {err}"))
+    readable = [i for i, im in enumerate(images) if im is not None]
+    found = analyzer.detector.detect_batch([images[i] for i in readable]) if readable else []
+    chips: dict[int, np.ndarray] = {}
+    for i, detections in zip(readable, found, strict=True):
+        records[i], chip = _check_face(records[i], images[i], detections, analyzer, config)
+        if chip is not None:
+            chips[i] = chip
+    if chips:
+        vectors = analyzer.embed_chips(np.stack(list(chips.values())))
+        for (i, chip), vector in zip(chips.items(), vectors, strict=True):
+            sample = samples[i]
+            rel = f"chips/{_safe(sample.identity)}/{_safe(Path(sample.source).stem)}.png"
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out_dir / rel), cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))  # PNG: lossless chips
+            records[i] = _replace(records[i], chip=rel, embedding=[round(float(v), 6) for v in vector])
+    return records
+
+
+def _check_face(
+    record: Record, image: np.ndarray, detections: Sequence[Any], analyzer: Any, config: PrepareConfig
+) -> tuple[Record, np.ndarray | None]:
+    """The image's face (the largest) and its aligned chip, or the reason the image is dropped."""
     if not detections:
-        return Record(sample.source, "no face", sha256=digest)
+        return _replace(record, status="no face"), None
     areas = [d.width * d.height for d in detections]
     order = np.argsort(areas)[::-1]
     face = detections[order[0]]
-    base = Record(
-        sample.source, "ok", len(detections), float(face.score), float(min(face.width, face.height))
+    record = _replace(
+        record, faces=len(detections), score=float(face.score), face_size=float(min(face.width, face.height))
     )
     if len(detections) > 1 and areas[order[1]] >= config.ambiguity * areas[order[0]]:
-        return _replace(base, status="several faces of similar size", sha256=digest)
-    if base.face_size < config.min_face:
-        return _replace(base, status=f"face smaller than {config.min_face}px", sha256=digest)
+        return _replace(record, status="several faces of similar size"), None
+    if record.face_size < config.min_face:
+        return _replace(record, status=f"face smaller than {config.min_face}px"), None
     chip = analyzer.align(image, [face])[0]
     sharpness = float(cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+    record = _replace(record, sharpness=sharpness)
     if sharpness < config.min_sharpness:
-        return _replace(base, status="blurred", sharpness=sharpness, sha256=digest)
-    rel = f"chips/{_safe(sample.identity)}/{_safe(Path(sample.source).stem)}.png"
-    (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out_dir / rel), cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))  # PNG: lossless chips
-    embedding = analyzer.embed_chips(chip)[0]
-    return _replace(
-        base, sharpness=sharpness, chip=rel, sha256=digest, embedding=[round(float(v), 6) for v in embedding]
-    )
+        return _replace(record, status="blurred"), None
+    return record, chip
 
 
 def _replace(record: Record, **changes: Any) -> Record:
@@ -254,10 +273,11 @@ def prepare(
     config: PrepareConfig,
     *,
     workers: int = 1,
-    progress: Callable[[int], Any] | None = None,
+    batch_size: int = 16,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> PrepareReport:
     """Run the whole preparation into ``out_dir`` (resumable) and write dataset.json, manifest.csv,
-    pairs.csv (when the import has pairs) and report.json."""
+    pairs.csv (when the import has pairs) and report.json. ``progress(done, total)`` follows detection."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
@@ -294,13 +314,15 @@ def prepare(
 
     records = _read_records(out_dir / "records.jsonl")
     todo = [by_source[s] for s in sorted(split_of) if s not in records]
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     with open(out_dir / "records.jsonl", "a") as log, ThreadPoolExecutor(max(1, workers)) as pool:
-        for rec in pool.map(lambda s: preprocess_image(data.root, s, analyzer, out_dir, config), todo):
-            records[rec.source] = rec
-            log.write(json.dumps(asdict(rec)) + "\n")
+        for done in pool.map(lambda c: preprocess_batch(data.root, c, analyzer, out_dir, config), chunks):
+            for rec in done:
+                records[rec.source] = rec
+                log.write(json.dumps(asdict(rec)) + "\n")
             log.flush()
             if progress is not None:
-                progress(1)
+                progress(len(done), len(todo))
 
     ok = {s: records[s] for s in split_of if records[s].status == "ok"}
     identity = {s: by_source[s].identity for s in ok}
