@@ -27,7 +27,7 @@ from faceprint.training.augment import Augment
 from faceprint.training.dataset import ChipSet, PairSet
 from faceprint.training.losses import triplet_loss
 from faceprint.training.mining import STRATEGIES, mine
-from faceprint.training.models import Architecture, build_model, embed_images, to_input
+from faceprint.training.models import Architecture, build_model, embed_images, nchw, to_input
 from faceprint.training.sampler import PKSampler
 
 OPTIMISERS = ("rmsprop", "adam", "sgd")
@@ -53,7 +53,8 @@ class TrainConfig:
     cosine: bool = True  # cosine decay of the learning rate over `epochs`
     patience: int = 5  # epochs without improvement of the validation metric (in the last phase)
     val_metric: str = "accuracy"  # "accuracy" or "tar@far=<far>", on validation pairs
-    augment: bool = True
+    augment: bool = True  # flip, crop, colour; flips only where frozen features are cached
+    cache_frozen: bool = True  # compute a frozen prefix's output once per image (dlib-resnet with freeze)
     max_batches: int = 0  # cap on batches per epoch (0: a full epoch)
     seed: int = 0
     tensorboard: bool = False
@@ -132,6 +133,20 @@ def train(
     augment = Augment() if config.augment else None
     images = torch.from_numpy(train_set.images)
     labels = torch.from_numpy(train_set.labels)
+    cached = getattr(net, "freeze", 0) > 0 and config.cache_frozen
+    if cached:
+        log(f"computing the frozen layers' output for {len(images) + len(val_pairs.images)} chips")
+        features = _frozen_features(arch, train_set.images, dev, flips=config.augment)
+        val_features = _frozen_features(arch, val_pairs.images, dev, flips=False)[0]
+
+    def val_embeddings() -> np.ndarray:
+        if not cached:
+            return embed_images(arch, val_pairs.images)
+        net.eval()
+        with torch.no_grad():
+            out = torch.cat([net.trainable(f) for f in val_features.split(128)]).cpu().numpy()
+        net.train()
+        return out
 
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "stopped": False, "history": []}
     ckpt = out_dir / "last.pt"
@@ -159,10 +174,17 @@ def train(
         if config.max_batches:
             batches = batches[: config.max_batches]
         for batch in batches:
-            x = images[batch].to(dev).permute(0, 3, 1, 2).float()
-            if augment is not None:
-                x = augment(x, generator)
-            emb = net(to_input(x, arch.normalisation))
+            if cached:
+                f = features[0][batch]
+                if len(features) == 2:
+                    flip = (torch.rand(len(batch), generator=generator) < 0.5).to(dev)
+                    f = torch.where(flip[:, None, None, None], features[1][batch], f)
+                emb = net.trainable(f)
+            else:
+                x = images[batch].to(dev).permute(0, 3, 1, 2).float()
+                if augment is not None:
+                    x = augment(x, generator)
+                emb = net(to_input(x, arch.normalisation))
             y = labels[batch].to(dev)
             triplets = mine(emb, y, phase, config.margin, generator)
             loss = triplet_loss(emb, triplets, config.margin)
@@ -175,7 +197,7 @@ def train(
                 active.append(_active_fraction(emb.detach(), triplets, config.margin))
         lr = optimiser.param_groups[0]["lr"]
         scheduler.step()
-        metric, threshold = _validate(arch, val_pairs, config.val_metric)
+        metric, threshold = _validate(val_embeddings(), val_pairs, config.val_metric)
         entry = EpochLog(
             epoch=epoch + 1,
             phase=phase,
@@ -243,15 +265,31 @@ def pair_distances(arch: Architecture, pairs: PairSet) -> np.ndarray:
     return np.linalg.norm(emb[pairs.first] - emb[pairs.second], axis=1)
 
 
-def _validate(arch: Architecture, pairs: PairSet, metric: str) -> tuple[float, float]:
+def _validate(emb: np.ndarray, pairs: PairSet, metric: str) -> tuple[float, float]:
     """The early-stopping metric and the best-accuracy threshold (the saved model's calibration)."""
-    distances = pair_distances(arch, pairs)
+    distances = np.linalg.norm(emb[pairs.first] - emb[pairs.second], axis=1)
     best = best_threshold(distances, pairs.same)
     if metric == "accuracy":
         return best.accuracy, best.threshold
     if metric.startswith("tar@far="):
         return threshold_at_far(distances, pairs.same, float(metric.split("=", 1)[1])).tar, best.threshold
     raise FaceprintError(f"unknown validation metric {metric!r}; use 'accuracy' or 'tar@far=0.001'")
+
+
+@torch.no_grad()
+def _frozen_features(
+    arch: Architecture, images: np.ndarray, dev: torch.device, flips: bool
+) -> list[torch.Tensor]:
+    """The frozen prefix's output for every chip (and for its mirror image when ``flips``)."""
+    net = arch.module
+    out = []
+    for mirror in (False, True) if flips else (False,):
+        parts = []
+        for i in range(0, len(images), 64):
+            x = nchw(images[i : i + 64], dev)
+            parts.append(net.frozen(to_input(x.flip(3) if mirror else x, arch.normalisation)))
+        out.append(torch.cat(parts))
+    return out
 
 
 def _save_checkpoint(path: Path, config, state, net, optimiser, scheduler, generator) -> None:
