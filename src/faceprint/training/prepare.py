@@ -60,6 +60,7 @@ class Record:
     sharpness: float = 0.0
     chip: str = ""
     sha256: str = ""
+    note: str = ""  # how a kept image was handled, when that needed a choice
     embedding: list[float] = field(default_factory=list)
 
 
@@ -165,10 +166,16 @@ def split_identities(names: Sequence[str], split: Sequence[float], seed: int) ->
 
 
 def preprocess_batch(
-    root: Path, samples: Sequence[Sample], analyzer: Any, out_dir: Path, config: PrepareConfig
+    root: Path,
+    samples: Sequence[Sample],
+    analyzer: Any,
+    out_dir: Path,
+    config: PrepareConfig,
+    protocol: frozenset[str] = frozenset(),
 ) -> list[Record]:
     """Detect (one detector batch), choose each image's face, check it, align and save its chip, and embed
-    the chips (one embedder batch) for cleaning."""
+    the chips (one embedder batch) for cleaning. Images in ``protocol`` (evaluation pairs) are never
+    dropped for showing several faces: their labelled person is the most central face, as in LFW."""
     images, records = [], []
     for s in samples:
         try:
@@ -182,7 +189,8 @@ def preprocess_batch(
     found = analyzer.detector.detect_batch([images[i] for i in readable]) if readable else []
     chips: dict[int, np.ndarray] = {}
     for i, detections in zip(readable, found, strict=True):
-        records[i], chip = _check_face(records[i], images[i], detections, analyzer, config)
+        lenient = samples[i].source in protocol
+        records[i], chip = _check_face(records[i], images[i], detections, analyzer, config, lenient)
         if chip is not None:
             chips[i] = chip
     if chips:
@@ -197,19 +205,28 @@ def preprocess_batch(
 
 
 def _check_face(
-    record: Record, image: np.ndarray, detections: Sequence[Any], analyzer: Any, config: PrepareConfig
+    record: Record,
+    image: np.ndarray,
+    detections: Sequence[Any],
+    analyzer: Any,
+    config: PrepareConfig,
+    lenient: bool,
 ) -> tuple[Record, np.ndarray | None]:
     """The image's face (the largest) and its aligned chip, or the reason the image is dropped."""
     if not detections:
         return _replace(record, status="no face"), None
-    areas = [d.width * d.height for d in detections]
-    order = np.argsort(areas)[::-1]
-    face = detections[order[0]]
+    areas = np.array([d.width * d.height for d in detections])
+    face = detections[int(np.argmax(areas))]
+    rivals = [d for d, a in zip(detections, areas, strict=True) if a >= config.ambiguity * areas.max()]
+    if len(rivals) > 1 and not lenient:
+        return _replace(record, status="several faces of similar size", faces=len(detections)), None
+    if len(rivals) > 1:
+        h, w = image.shape[:2]
+        face = min(rivals, key=lambda d: (d.box[0] + d.box[2] - w) ** 2 + (d.box[1] + d.box[3] - h) ** 2)
+        record = _replace(record, note=f"kept the most central of {len(rivals)} faces of similar size")
     record = _replace(
         record, faces=len(detections), score=float(face.score), face_size=float(min(face.width, face.height))
     )
-    if len(detections) > 1 and areas[order[1]] >= config.ambiguity * areas[order[0]]:
-        return _replace(record, status="several faces of similar size"), None
     if record.face_size < config.min_face:
         return _replace(record, status=f"face smaller than {config.min_face}px"), None
     chip = analyzer.align(image, [face])[0]
@@ -315,8 +332,13 @@ def prepare(
     records = _read_records(out_dir / "records.jsonl")
     todo = [by_source[s] for s in sorted(split_of) if s not in records]
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    protocol = frozenset(pair_sources)
+
+    def run(chunk: list[Sample]) -> list[Record]:
+        return preprocess_batch(data.root, chunk, analyzer, out_dir, config, protocol)
+
     with open(out_dir / "records.jsonl", "a") as log, ThreadPoolExecutor(max(1, workers)) as pool:
-        for done in pool.map(lambda c: preprocess_batch(data.root, c, analyzer, out_dir, config), chunks):
+        for done in pool.map(run, chunks):
             for rec in done:
                 records[rec.source] = rec
                 log.write(json.dumps(asdict(rec)) + "\n")
@@ -344,7 +366,7 @@ def prepare(
         elif s.source in dropped:
             status, reason = "dropped", dropped[s.source]
         else:
-            status, reason = "kept", ""
+            status, reason = "kept", rec.note
         rows.append(_manifest_row(s, split_of.get(s.source, ""), status, reason, rec))
     _write_csv(out_dir / "manifest.csv", MANIFEST_FIELDS, rows)
     if data.pairs:
