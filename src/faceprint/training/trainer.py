@@ -280,14 +280,24 @@ def _validate(emb: np.ndarray, pairs: PairSet, metric: str) -> tuple[float, floa
 def _frozen_features(
     arch: Architecture, images: np.ndarray, dev: torch.device, flips: bool
 ) -> list[torch.Tensor]:
-    """The frozen prefix's output for every chip (and for its mirror image when ``flips``)."""
+    """The frozen prefix's output for every chip (and for its mirror image when ``flips``); on a CPU
+    through ONNX Runtime, which runs the ResNet several times faster than eager PyTorch."""
+    from faceprint.training.export import onnx_runner
+
     net = arch.module
+    if dev.type == "cpu":
+        run = onnx_runner(arch, net.frozen)
+    else:
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return net.frozen(to_input(x, arch.normalisation))
+
     out = []
     for mirror in (False, True) if flips else (False,):
         parts = []
         for i in range(0, len(images), 64):
             x = nchw(images[i : i + 64], dev)
-            parts.append(net.frozen(to_input(x.flip(3) if mirror else x, arch.normalisation)))
+            parts.append(run(x.flip(3) if mirror else x).to(dev))
         out.append(torch.cat(parts))
     return out
 
