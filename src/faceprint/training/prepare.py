@@ -174,8 +174,9 @@ def preprocess_batch(
     protocol: frozenset[str] = frozenset(),
 ) -> list[Record]:
     """Detect (one detector batch), choose each image's face, check it, align and save its chip, and embed
-    the chips (one embedder batch) for cleaning. Images in ``protocol`` (evaluation pairs) are never
-    dropped for showing several faces: their labelled person is the most central face, as in LFW."""
+    the chips (one embedder batch) for cleaning. Images in ``protocol`` (evaluation pairs) are dropped
+    only when no face is found, so the protocol stays whole: of several faces the most central is the
+    labelled person (as in LFW), and small or blurred faces are evaluated as they are."""
     images, records = [], []
     for s in samples:
         try:
@@ -227,12 +228,12 @@ def _check_face(
     record = _replace(
         record, faces=len(detections), score=float(face.score), face_size=float(min(face.width, face.height))
     )
-    if record.face_size < config.min_face:
+    if record.face_size < config.min_face and not lenient:
         return _replace(record, status=f"face smaller than {config.min_face}px"), None
     chip = analyzer.align(image, [face])[0]
     sharpness = float(cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
     record = _replace(record, sharpness=sharpness)
-    if sharpness < config.min_sharpness:
+    if sharpness < config.min_sharpness and not lenient:
         return _replace(record, status="blurred"), None
     return record, chip
 
