@@ -134,8 +134,8 @@ def make_pairs(chips: ChipSet, max_pairs: int = 3000, seed: int = 0) -> PairSet:
     rng = np.random.default_rng(seed)
     by_label = [np.flatnonzero(chips.labels == c) for c in range(len(chips.identities))]
     positives = [(int(i), int(j)) for idx in by_label for a, i in enumerate(idx) for j in idx[a + 1 :]]
-    if not positives:
-        raise FaceprintError("validation needs at least one identity with two kept images")
+    if not positives or len(by_label) < 2:
+        raise FaceprintError("validation needs two identities or more, one of them with two kept images")
     half = min(max_pairs // 2, len(positives))
     chosen = [positives[i] for i in rng.choice(len(positives), size=half, replace=False)]
     negatives: list[tuple[int, int]] = []
