@@ -17,7 +17,7 @@ from faceprint.training.sources import Sample, import_dataset, read_lfw_pairs
 
 
 def celeba_fixture(lfw_dir: Path, root: Path) -> dict[str, str]:
-    """Five LFW people x 5 images as CelebA identities 1-5; returns planted file -> expected reason."""
+    """Five LFW people x 5 images as CelebA identities 1-5 plus planted problems: file -> expected reason."""
     people = [p for p in sorted(lfw_dir.iterdir()) if len(list(p.glob("*.jpg"))) >= 5][:6]
     images = root / "img_align_celeba"
     images.mkdir(parents=True)
@@ -50,6 +50,7 @@ def celeba_fixture(lfw_dir: Path, root: Path) -> dict[str, str]:
         ): "near duplicate",
         add(sorted(people[5].glob("*.jpg"))[0], 2, 0): "label outlier",
         add(None, 3, 1, np.full((250, 250, 3), 128, np.uint8)): "no face",
+        add(None, 4, 0, cv2.GaussianBlur(cv2.imread(str(images / "000016.jpg")), (0, 0), 4)): "blurred",
     }
     (root / "identity_CelebA.txt").write_text("\n".join(ids) + "\n")
     (root / "list_attr_celeba.txt").write_text(f"{n}\nMale Eyeglasses\n" + "\n".join(attrs) + "\n")
@@ -62,13 +63,13 @@ def test_prepare_celeba_folder(lfw_dir: Path, tmp_path: Path) -> None:
 
     planted = celeba_fixture(lfw_dir, tmp_path / "celeba")
     data = import_dataset(tmp_path / "celeba")
-    assert data.layout == "celeba" and len(data.samples) == 29
+    assert data.layout == "celeba" and len(data.samples) == 30
     assert {s.attributes["Male"] for s in data.samples} == {0, 1}
     out = tmp_path / "prepared"
-    config = PrepareConfig(split=(2, 2, 1), seed=3)
+    config = PrepareConfig(split=(2, 2, 1), seed=3, min_sharpness=8)  # LFW has some soft photos
     analyzer = FaceAnalyzer()
     report = prepare(data, out, analyzer, config, workers=2)
-    assert report.processed == 29
+    assert report.processed == 30
 
     with open(out / "manifest.csv", newline="") as f:
         rows = {r["source"]: r for r in csv.DictReader(f)}
@@ -76,7 +77,7 @@ def test_prepare_celeba_folder(lfw_dir: Path, tmp_path: Path) -> None:
     for source, reason in planted.items():
         assert rows[source]["status"] == "dropped" and rows[source]["reason"].startswith(reason), rows[source]
     kept = [r for r in rows.values() if r["status"] == "kept"]
-    assert len(kept) == 25
+    assert len(kept) == 25, [(r["source"], r["reason"]) for r in rows.values() if r["status"] != "kept"]
     splits_of = {}
     for r in rows.values():
         splits_of.setdefault(r["identity"], set()).add(r["split"])
@@ -85,7 +86,7 @@ def test_prepare_celeba_folder(lfw_dir: Path, tmp_path: Path) -> None:
     chip = cv2.imread(str(out / kept[0]["chip"]))
     assert chip.shape == (analyzer.embedder.input_size, analyzer.embedder.input_size, 3)
     counts = json.loads((out / "report.json").read_text())
-    assert sum(v for split in counts.values() for v in split.values()) == 29
+    assert sum(v for split in counts.values() for v in split.values()) == 30
 
     # Resuming finds everything done and writes the same manifest.
     manifest = (out / "manifest.csv").read_text()

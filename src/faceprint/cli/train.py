@@ -48,7 +48,9 @@ def prepare(
         float, typer.Option(help="Laplacian variance under which a chip is blurred.")
     ] = 20.0,
     near_duplicate: Annotated[float, typer.Option(help="Embedding distance of near duplicates.")] = 0.08,
-    outlier: Annotated[float, typer.Option(help="Distance to the identity centre of a label outlier.")] = 0.6,
+    outlier: Annotated[
+        float, typer.Option(help="Distance to the identity centre of a label outlier.")
+    ] = 0.45,
 ) -> None:
     """Balance, split by identity, detect/align/crop and clean a data set; writes manifest.csv."""
     from tqdm import tqdm

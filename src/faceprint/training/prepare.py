@@ -42,7 +42,9 @@ class PrepareConfig:
     min_sharpness: float = 20.0  # variance of the chip's Laplacian (lower: blurred)
     ambiguity: float = 0.5  # a second face this large (area ratio to the largest) makes the image ambiguous
     near_duplicate: float = 0.08  # embedding distance under which two images of a person count as one
-    outlier: float = 0.6  # embedding distance to the identity's centre above which a label is suspect
+    # Distance to the centre of the identity's other images above which a label is suspect. For dlib-resnet on
+    # LFW DevTrain: no genuine image of 3721 beyond 0.44, 72% of images of other people beyond 0.45.
+    outlier: float = 0.45
 
     def eligible_min(self) -> int:
         return self.min_images or max(self.images, 2)
