@@ -16,7 +16,8 @@ from faceprint import models
 from faceprint.alignment import align_faces
 from faceprint.detection import Detector
 from faceprint.embedding import Embedder
-from faceprint.io import ImageInput, load_image
+from faceprint.errors import ManyFacesError, NoFaceError
+from faceprint.io import ImageInput, describe, load_image
 from faceprint.types import Detection, Face
 
 
@@ -85,6 +86,10 @@ class FaceAnalyzer:
         """Every face with box, score, landmarks and embedding (and its aligned chip on request)."""
         return self.analyze_batch([image], with_chips=with_chips)[0]
 
+    def analyze_one(self, image: ImageInput, *, with_chips: bool = False) -> Face:
+        """The one face an image is about (see :func:`primary_face`); NoFaceError/ManyFacesError if none."""
+        return primary_face(self.analyze(image, with_chips=with_chips), describe(image))
+
     def analyze_batch(self, images: Sequence[ImageInput], *, with_chips: bool = False) -> list[list[Face]]:
         """``analyze`` over several images: one detector batch and one embedder batch for all faces."""
         arrays = [load_image(img) for img in images]
@@ -110,3 +115,27 @@ class FaceAnalyzer:
                 k += 1
             results.append(faces)
         return results
+
+
+# A face whose box side is under this fraction of the largest one's is background (a passer-by, a poster,
+# a false detection) and does not make a portrait ambiguous.
+BACKGROUND_FACE_RATIO = 0.5
+
+
+def primary_face(faces: Sequence[Face], source: str = "image") -> Face:
+    """The single subject of a portrait: the largest face, provided no other face is comparable in size.
+
+    Raises NoFaceError when there is no face and ManyFacesError when two or more faces are of similar
+    size, so that commands needing one face never silently pick the wrong person.
+    """
+    if not faces:
+        raise NoFaceError(f"{source}: no face found")
+    by_size = sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+    if len(by_size) > 1:
+        side = [np.sqrt((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) for f in by_size[:2]]
+        if side[1] >= BACKGROUND_FACE_RATIO * side[0]:
+            raise ManyFacesError(
+                f"{source}: {len(faces)} faces of similar size found; use an image with one person "
+                "or crop it to the face you mean"
+            )
+    return by_size[0]

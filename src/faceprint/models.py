@@ -69,12 +69,14 @@ def create(name: str, kind: str, **kwargs: Any) -> Any:
         got_kind, factory = _REGISTERED[name]
     elif name in _BUILTIN:
         got_kind, target = _BUILTIN[name]
-        module_name, attr = target.split(":")
-        factory = getattr(importlib.import_module(module_name), attr)
+        factory = None
     else:
         raise ModelError(f"unknown {kind} {name!r}; available: {', '.join(available(kind)) or 'none'}")
     if got_kind != kind:
         raise ModelError(f"{name!r} is a {got_kind}, not a {kind}")
+    if factory is None:
+        module_name, attr = target.split(":")
+        factory = getattr(importlib.import_module(module_name), attr)
     return factory(**kwargs)
 
 

@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: FaceprintError becomes a one-line message and exit status 1, never a traceback."""
     _register_all()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FaceprintError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(1)

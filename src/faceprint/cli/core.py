@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from faceprint.errors import FaceprintError, ManyFacesError, NoFaceError
+from faceprint.errors import FaceprintError
 
 Images = Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)]
 
@@ -64,16 +64,11 @@ def embed(
     images: Images,
     out: Annotated[Path, typer.Option("--out", help="Output .npy file (N x 128 float32).")],
 ) -> None:
-    """Embed the single face of each image; writes an (N, D) array in the order given."""
+    """Embed the face of each portrait; writes an (N, D) array in the order given."""
     analyzer = _analyzer()
     vectors = []
     for path in images:
-        faces = analyzer.analyze(path)
-        if not faces:
-            raise NoFaceError(f"{path}: no face found")
-        if len(faces) > 1:
-            raise ManyFacesError(f"{path}: {len(faces)} faces found; embed needs exactly one per image")
-        vectors.append(faces[0].embedding)
+        vectors.append(analyzer.analyze_one(path).embedding)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, np.stack(vectors).astype(np.float32))
     typer.echo(f"wrote {len(vectors)} embedding(s) of dimension {vectors[0].shape[0]} to {out}")
@@ -88,20 +83,11 @@ def compare(
 ) -> None:
     """Distance between the faces of two images and same/different at the threshold."""
     analyzer = _analyzer()
-    a, b = (_single_face(analyzer, p) for p in (image_a, image_b))
+    a, b = (analyzer.analyze_one(p).embedding for p in (image_a, image_b))
     distance = float(np.linalg.norm(a - b))
     limit = analyzer.embedder.threshold if threshold is None else threshold
     verdict = "same person" if distance <= limit else "different people"
     typer.echo(f"distance {distance:.4f} (threshold {limit:.4f}): {verdict}")
-
-
-def _single_face(analyzer, path: Path) -> np.ndarray:
-    faces = analyzer.analyze(path)
-    if not faces:
-        raise NoFaceError(f"{path}: no face found")
-    if len(faces) > 1:
-        raise ManyFacesError(f"{path}: {len(faces)} faces found; compare needs one face per image")
-    return faces[0].embedding
 
 
 def _det_json(d) -> dict:

@@ -1,0 +1,219 @@
+"""Detection speed: faceprint's MTCNN vs independent MTCNNs on the same frames, in one run.
+
+Frames: a 640x480 photo with one face (centre crop of face_recognition's obama-480p.jpg) and one
+1920x1080 frame of facenet-pytorch's crowd video. Every detector runs in its own subprocess (so its peak
+RSS is its own) with the same thread budget and MTCNN settings (min face 20, thresholds 0.6/0.7/0.7,
+factor 0.709): faceprint, faceie (NumPy MTCNN, same venv) and, with --anchor-python, facenet-pytorch's
+MTCNN in another interpreter. Prints: detector, frame, faces, ms/frame (median), speed-up over the
+anchor, peak RSS, and how well its boxes agree with the anchor's.
+
+    python bench/bench_detect.py [--anchor-python /work/venv-fnp/bin/python] [--threads 2] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+PHOTO = DATA / "faces" / "face_recognition" / "examples" / "obama-480p.jpg"
+VIDEO = DATA / "faces" / "facenet_pytorch" / "examples" / "video.mp4"
+MIN_FACE, THRESHOLDS, FACTOR = 20, (0.6, 0.7, 0.7), 0.709
+
+
+def make_frames(video_frame: int) -> dict[str, np.ndarray]:
+    import cv2
+
+    photo = cv2.imread(str(PHOTO))
+    if photo is None:
+        sys.exit(f"cannot read {PHOTO}")
+    x0 = (photo.shape[1] - 640) // 2  # 853x480 -> centre 640x480 (the face is near the centre)
+    frames = {"photo 640x480": np.ascontiguousarray(photo[:480, x0 : x0 + 640, ::-1])}
+    cap = cv2.VideoCapture(str(VIDEO))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, video_frame)
+    ok, frame = cap.read()
+    cap.release()
+    if not ok:
+        sys.exit(f"cannot read frame {video_frame} of {VIDEO}")
+    frames[f"crowd 1920x1080 #{video_frame}"] = np.ascontiguousarray(frame[:, :, ::-1])
+    return frames
+
+
+# ---- workers: each runs in its own process and prints one JSON object --------------------------------
+
+
+def _faceprint(threads: int):
+    import cv2
+
+    from faceprint.detection.mtcnn import MTCNNDetector
+
+    cv2.setNumThreads(threads)
+    det = MTCNNDetector(min_face_size=MIN_FACE, thresholds=THRESHOLDS, factor=FACTOR, threads=threads)
+
+    def run(image: np.ndarray) -> list[list[float]]:
+        return [list(d.box) for d in det.detect(image)]
+
+    return run
+
+
+def _faceie(threads: int):
+    from faceie.mtcnn import detect_faces
+    from PIL import Image
+
+    def run(image: np.ndarray) -> list[list[float]]:
+        out = detect_faces(
+            Image.fromarray(image),
+            pyramid_downscale_factor=1 / FACTOR,
+            rotations=np.array([0.0]),
+            proposal_skip_downscale_factor=MIN_FACE / 12,
+            proposal_probability_threshold=THRESHOLDS[0],
+            refine_probability_threshold=THRESHOLDS[1],
+            output_probability_threshold=THRESHOLDS[2],
+            proposal_maximum_iou=0.5,
+            refine_maximum_iou=0.7,
+            output_maximum_iou=0.7,
+            extract_images=None,
+        )
+        # inclusive pixel corners -> continuous coordinates
+        return [[x1, y1, x2 + 1, y2 + 1] for x1, y1, x2, y2 in out.bounding_boxes.tolist()]
+
+    return run
+
+
+def _facenet_pytorch(threads: int):
+    import torch
+    from facenet_pytorch import MTCNN
+
+    torch.set_num_threads(threads)
+    mtcnn = MTCNN(min_face_size=MIN_FACE, thresholds=list(THRESHOLDS), factor=FACTOR, keep_all=True)
+
+    def run(image: np.ndarray) -> list[list[float]]:
+        boxes, _ = mtcnn.detect(image)
+        return [] if boxes is None else np.asarray(boxes, dtype=np.float64).tolist()
+
+    return run
+
+
+WORKERS = {"faceprint": _faceprint, "faceie": _faceie, "facenet-pytorch": _facenet_pytorch}
+
+
+def worker(name: str, frames_path: str, threads: int, repeat: int) -> None:
+    with np.load(frames_path, allow_pickle=False) as npz:
+        frames = {k: npz[k] for k in npz.files}
+    run = WORKERS[name](threads)
+    run(frames[next(iter(frames))])  # load weights, warm caches
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results = {}
+    for label, image in frames.items():
+        boxes = run(image)  # warm-up at this size
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            boxes = run(image)
+            times.append((time.perf_counter() - t) * 1000)
+        results[label] = {"ms": statistics.median(times), "boxes": boxes}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"results": results, "rss_loaded_mib": rss_loaded, "peak_rss_mib": peak}))
+
+
+# ---- driver -------------------------------------------------------------------------------------------
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def agreement(boxes: list[list[float]], anchor: list[list[float]]) -> str:
+    """Greedy one-to-one matching at IoU >= 0.5: 'matched/anchor faces, mean IoU of the matches'."""
+    pairs = sorted(
+        ((iou(a, b), i, j) for i, a in enumerate(boxes) for j, b in enumerate(anchor)), reverse=True
+    )
+    used_i, used_j, ious = set(), set(), []
+    for v, i, j in pairs:
+        if v >= 0.5 and i not in used_i and j not in used_j:
+            used_i.add(i)
+            used_j.add(j)
+            ious.append(v)
+    return f"{len(ious)}/{len(anchor)} IoU {np.mean(ious):.3f}" if ious else f"0/{len(anchor)}"
+
+
+def spawn(python: str, name: str, frames_path: str, threads: int, repeat: int) -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")]
+    )
+    cmd = [python, __file__, "--worker", name, "--frames", frames_path]
+    cmd += ["--threads", str(threads), "--repeat", str(repeat)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--anchor-python", help="interpreter with facenet-pytorch installed (the speed anchor)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per frame (median reported)")
+    ap.add_argument("--faceie-repeat", type=int, default=1, help="faceie is slow NumPy: fewer runs")
+    ap.add_argument("--video-frame", type=int, default=0)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--frames", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args.frames, args.threads, args.repeat)
+        return
+
+    frames = make_frames(args.video_frame)
+    with tempfile.TemporaryDirectory() as tmp:
+        frames_path = str(Path(tmp) / "frames.npz")
+        np.savez(frames_path, **frames)
+        runs = {"faceprint": spawn(sys.executable, "faceprint", frames_path, args.threads, args.repeat)}
+        if args.anchor_python:
+            runs["facenet-pytorch"] = spawn(
+                args.anchor_python, "facenet-pytorch", frames_path, args.threads, args.repeat
+            )
+        runs["faceie"] = spawn(sys.executable, "faceie", frames_path, args.threads, args.faceie_repeat)
+
+    anchor = "facenet-pytorch" if "facenet-pytorch" in runs else "faceie"
+    print(f"threads={args.threads}, repeat={args.repeat} (faceie {args.faceie_repeat}), anchor: {anchor}")
+    header = ["detector", "frame", "faces", "ms/frame", "speed-up", "peak RSS MiB", f"boxes vs {anchor}"]
+    rows = []
+    for label in frames:
+        ref = runs[anchor]["results"][label]
+        for name, run in runs.items():
+            res = run["results"][label]
+            rows.append(
+                [
+                    name,
+                    label,
+                    str(len(res["boxes"])),
+                    f"{res['ms']:.1f}",
+                    f"{ref['ms'] / res['ms']:.2f}x",
+                    f"{run['peak_rss_mib']:.0f} (loaded {run['rss_loaded_mib']:.0f})",
+                    agreement(res["boxes"], ref["boxes"]),
+                ]
+            )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
