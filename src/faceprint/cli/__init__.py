@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core, train
+    from faceprint.cli import core, evaluate, train
 
-    for module in (core, train):
+    for module in (core, evaluate, train):
         module.register(app)
 
 

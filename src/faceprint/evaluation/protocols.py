@@ -27,7 +27,6 @@ from faceprint.evaluation.identification import (
 from faceprint.evaluation.metrics import (
     DEFAULT_FAR_TARGETS,
     VerificationMetrics,
-    accuracy_at,
     best_threshold,
     roc,
     verification_metrics,
@@ -42,6 +41,7 @@ __all__ = [
     "VerificationResult",
     "evaluate_folder",
     "evaluate_identification",
+    "evaluate_lfw",
     "evaluate_pairs",
     "folder_pairs",
     "open_set_split",
@@ -140,6 +140,11 @@ def evaluate_pairs(
     return VerificationResult(config, pairs, distances, metrics, run, slice_results)
 
 
+def evaluate_lfw(pairs_file: Path | str, images_root: Path | str, **kwargs) -> VerificationResult:
+    """Verification on an LFW-format pairs file (see :func:`read_lfw_pairs`), with its folds."""
+    return evaluate_pairs(read_lfw_pairs(pairs_file, images_root), **kwargs)
+
+
 def evaluate_folder(
     root: Path | str, *, n_pairs: int = 6000, seed: int = 0, n_folds: int = 10, **kwargs
 ) -> VerificationResult:
@@ -160,9 +165,10 @@ def _slice_result(name: str, d: np.ndarray, same: np.ndarray, threshold: float, 
     return SliceResult(
         name=name,
         pairs=int(same.size),
-        accuracy=accuracy_at(d, same, threshold) if same.size else float("nan"),
+        accuracy=float(np.mean((d <= threshold) == same)) if same.size else float("nan"),
         auc=roc(d, same).auc if both else None,
         best_accuracy=best_threshold(d, same).accuracy if both else None,
+        same_distance=float(np.median(d[same])) if same.any() else None,
         no_face=no_face,
     )
 

@@ -118,7 +118,7 @@ def plot_open_set_roc(result: IdentificationResult, path: Path) -> str:
 def face_thumbnail(image: np.ndarray, landmarks: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
     """A square crop around the face the pipeline used (sized from its landmarks)."""
     centre = landmarks.mean(axis=0)
-    span = max(np.ptp(landmarks[:, 0]), np.ptp(landmarks[:, 1]), 1.0) * 2.2
+    span = max(np.ptp(landmarks[:, 0]), np.ptp(landmarks[:, 1]), 1.0) * 2.6
     box = (centre[0] - span / 2, centre[1] - span / 2, centre[0] + span / 2, centre[1] + span / 2)
     return crop_box(image, box, size)
 
@@ -176,9 +176,25 @@ def verification_rows(results: Sequence[VerificationResult]) -> tuple[list[str],
 
 
 def slice_rows(result: VerificationResult) -> tuple[list[str], list[list[str]]]:
-    header = ["slice", "pairs", "accuracy at clean threshold", "AUC", "best accuracy", "no face"]
+    header = [
+        "slice",
+        "pairs",
+        "accuracy at clean threshold",
+        "AUC",
+        "best accuracy",
+        "median same d",
+        "no face",
+    ]
     rows = [
-        [s.name, str(s.pairs), _fmt(s.accuracy), _fmt(s.auc), _fmt(s.best_accuracy), str(s.no_face)]
+        [
+            s.name,
+            str(s.pairs),
+            _fmt(s.accuracy),
+            _fmt(s.auc),
+            _fmt(s.best_accuracy),
+            _fmt(s.same_distance),
+            str(s.no_face),
+        ]
         for s in result.slices
     ]
     return header, rows

@@ -30,6 +30,7 @@ from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash, f
 from faceprint.types import Detection
 
 _CENTRE_PENALTY = 2.0  # weight of squared centre offset against box area when picking the subject face
+_PLAIN = (bool, int, float, str, tuple, type(None))
 _FALLBACK_SPAN = 0.6  # fraction of the short image side the template covers when no face was ever found
 
 
@@ -125,12 +126,8 @@ class EmbeddingRun:
     vectors: np.ndarray = field(repr=False)  # (N, D) float32, L2-normalised
     found: np.ndarray = field(repr=False)  # (N,) bool: a face was detected (False: fallback alignment)
     landmarks: np.ndarray = field(repr=False)  # (N, 5, 2) landmarks used for the chip
-    shapes: tuple[tuple[int, int], ...]  # (height, width) of each image
-    embedded: int  # images embedded in this run (the rest came from the cache)
+    embedded: int  # images embedded in this run (the rest came from the cache; no-face ones never do)
     seconds: float
-
-    def by_name(self) -> dict[str, np.ndarray]:
-        return dict(zip(self.names, self.vectors, strict=True))
 
 
 def _select_face(found: Detections) -> Detection | None:
@@ -171,7 +168,13 @@ class EmbeddingRunner:
 
     @property
     def detector_key(self) -> str:
-        return json.dumps({"detector": self.config.detector, "options": self.config.detector_options})
+        """The detector's name and every public setting it resolved (defaults included), so a changed
+        default is a different key."""
+        det = self.analyzer.detector
+        settings = {
+            k: v for k, v in sorted(vars(det).items()) if not k.startswith("_") and isinstance(v, _PLAIN)
+        }
+        return json.dumps({"detector": det.name, "settings": settings})
 
     @property
     def config_key(self) -> str:
@@ -241,7 +244,6 @@ class EmbeddingRunner:
             vectors=np.stack([vectors[s.key] for s in sources]).astype(np.float32),
             found=np.array([s.key not in no_face for s in sources]),
             landmarks=np.stack([marks[s.key] for s in sources]),
-            shapes=tuple(detections[s.key].shape for s in sources),
             embedded=len(todo),
             seconds=time.perf_counter() - start,
         )

@@ -104,6 +104,7 @@ class SliceResult:
     accuracy: float
     auc: float | None  # None when the slice lacks same or different pairs
     best_accuracy: float | None
+    same_distance: float | None  # median same-person pair distance (corruptions push it up)
     no_face: int  # corrupted images in which the detector found no face
 
     def to_dict(self) -> dict:
@@ -113,5 +114,6 @@ class SliceResult:
             "accuracy_at_clean_threshold": self.accuracy,
             "auc": self.auc,
             "best_accuracy": self.best_accuracy,
+            "median_same_distance": self.same_distance,
             "no_face": self.no_face,
         }
