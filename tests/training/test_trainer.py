@@ -99,7 +99,7 @@ def test_training_lowers_the_loss_and_writes_a_usable_model(tiny_sets, tmp_path:
     assert fixed_triplet_loss(result.best_model, train_set, config) < fixed_triplet_loss(
         None, train_set, config
     )
-    for name in ("last.pt", "best.fpm", "best-random.fpm", "history.csv", "curve.png"):
+    for name in ("last.pt", "best.fpm", "last.fpm", "best-random.fpm", "history.csv", "curve.png"):
         assert (tmp_path / name).is_file(), name
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 5
 

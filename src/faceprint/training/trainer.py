@@ -1,7 +1,8 @@
 """The training loop: PK batches, online mining, triplet loss, validation, checkpoints, exact resume.
 
 Output folder: ``last.pt`` (everything needed to resume: weights, optimiser, scheduler, RNG states,
-epoch, early-stopping state, history), ``best.fpm`` (the best model so far as a trained-model file),
+epoch, early-stopping state, history), ``best.fpm`` and ``last.fpm`` (the best and the latest model as
+trained-model files),
 ``best-<phase>.fpm`` at the end of each curriculum phase but the last, ``history.csv``, ``curve.png``,
 and ``tensorboard/`` when asked for.
 """
@@ -214,15 +215,11 @@ def train(
             f"epoch {entry.epoch}/{config.epochs} [{phase}] loss {entry.loss:.4f} active {entry.active:.2f} "
             f"val {config.val_metric} {metric:.4f} ({entry.seconds:.1f}s)"
         )
+        meta = {**meta_base, "threshold": threshold, "epoch": epoch + 1, "val": {config.val_metric: metric}}
+        save_model_file(out_dir / "last.fpm", net, meta)
         if metric > state["best"]:
             state.update(best=metric, best_epoch=epoch + 1, bad=0)
-            meta = {
-                **meta_base,
-                "threshold": threshold,
-                "epoch": epoch + 1,
-                "val": {config.val_metric: metric},
-            }
-            save_model_file(out_dir / "best.fpm", net, meta)
+            shutil.copyfile(out_dir / "last.fpm", out_dir / "best.fpm")
         else:
             state["bad"] += 1
         if epoch + 1 < config.epochs and config.strategy(epoch + 1) != phase:
