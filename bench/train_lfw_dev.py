@@ -75,7 +75,8 @@ def main() -> None:
 
     cnn_rows = [
         ("seed CNN after random phase", args.runs / "cnn" / "best-random.fpm"),
-        ("seed CNN after semi-hard phase", args.runs / "cnn" / "best.fpm"),
+        ("seed CNN best (val) overall", args.runs / "cnn" / "best.fpm"),
+        ("seed CNN last epoch", args.runs / "cnn" / "last.fpm"),
         ("seed CNN, random only (control)", args.runs / "cnn-random" / "best.fpm"),
     ]
     results = []
