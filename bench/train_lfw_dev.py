@@ -101,7 +101,7 @@ def main() -> None:
     for name, dev, ten in results:
         print(
             f"{name:34} {dev['pairs']:>13} {dev['calibrated']:>11.4f} {dev['best']:>12.4f} "
-            f"{ten.get('10-fold', float('nan')):>11.4f}"
+            f"{dev.get('10-fold', ten.get('10-fold', float('nan'))):>11.4f}"
         )
     print()
     for run in ("cnn", "cnn-random", "dlib-ft"):
