@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceprint.errors import ManyFacesError, NoFaceError
 from faceprint.gallery import Calibration, Candidate, Gallery
 from faceprint.gallery.enrollment import embedder_key
-from faceprint.io import ImageInput, describe
+from faceprint.io import ImageInput
 from faceprint.types import Face
 
 __all__ = ["Candidate", "Match", "Recognizer", "Verification"]
@@ -107,15 +106,7 @@ class Recognizer:
         self, image_a: ImageInput, image_b: ImageInput, *, threshold: float | None = None
     ) -> Verification:
         """Are the single faces of two images the same person?"""
-        a, b = (self._single_face(img) for img in (image_a, image_b))
+        a, b = (self.analyzer.analyze_one(img) for img in (image_a, image_b))
         distance = float(np.linalg.norm(a.embedding - b.embedding))
         limit = self.threshold(threshold)
         return Verification(distance, distance <= limit, float(self.calibration.confidence(distance)), limit)
-
-    def _single_face(self, image: ImageInput) -> Face:
-        faces = self.analyzer.analyze(image)
-        if not faces:
-            raise NoFaceError(f"{describe(image)}: no face found")
-        if len(faces) > 1:
-            raise ManyFacesError(f"{describe(image)}: {len(faces)} faces found; verify needs one per image")
-        return faces[0]

@@ -54,8 +54,10 @@ def test_reader_searches_while_another_process_writes_then_survives_kill_9(tmp_p
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:
                 n = len(reader)
+                before = len(reader.people())
                 (cands,) = reader.search(probe, KEY, top_k=3)
-                assert len(cands) == min(3, len(reader.people()))
+                # The writer only adds, so a search sees at least everyone committed before it started.
+                assert len(cands) == 3 or len(cands) >= before
                 seen.append(n)
         assert seen == sorted(seen) and seen[-1] > seen[0] > 0  # the reader saw the writer's progress
     finally:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from faceprint.errors import FaceprintError
+from faceprint.analyzer import primary_face
+from faceprint.errors import FaceprintError, ManyFacesError
 from faceprint.gallery.store import EmbedderKey
 from faceprint.io import ImageInput, describe, load_image
 from faceprint.types import Face
@@ -37,9 +38,6 @@ MIN_FACE_SIZE = 40.0
 # 150 px chips of 30 LFW images and 9 photos: unblurred min 23 (LFW is soft; median 84, photos 500-3000);
 # the same images Gaussian-blurred with sigma = 2 px per 250 px of image side: max 17, median 9.
 MIN_SHARPNESS = 20.0
-# Without an explicit pick, faces whose box side is under this fraction of the largest face's are taken
-# for background (bystanders, detector false positives on small patterns) and do not block enrolment.
-BACKGROUND_RATIO = 0.5
 
 Status = Literal["enrolled", "skipped", "refused"]
 
@@ -157,13 +155,12 @@ def enroll_image(
             return EnrollResult(source, name, "refused", f"face {face_index} asked for, {len(faces)} found")
         face = faces[face_index]
     else:
-        largest = max(_side(f) for f in faces)
-        main = [f for f in faces if _side(f) >= BACKGROUND_RATIO * largest]
-        if len(main) > 1:
+        try:
+            face = primary_face(faces, source)
+        except ManyFacesError:
             return EnrollResult(
                 source, name, "refused", f"{len(faces)} faces found; pick one with face_index (--face N)"
             )
-        face = main[0]
         if len(faces) > 1:
             note = f"enrolled the main face; ignored {len(faces) - 1} much smaller face(s)"
     flags = quality_flags(face)
@@ -186,11 +183,6 @@ def enroll_image(
         )
     reasons = [f"low quality face: {', '.join(flags)}" if flags else "", note]
     return EnrollResult(source, name, "enrolled", "; ".join(filter(None, reasons)), template_id, flags)
-
-
-def _side(face: Face) -> float:
-    x1, y1, x2, y2 = face.box
-    return max(x2 - x1, y2 - y1)
 
 
 def enroll_dir(
