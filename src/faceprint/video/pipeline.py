@@ -59,6 +59,9 @@ class RunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+SPLIT_SAMPLES = 2
+
+
 @dataclass(eq=False)
 class _TrackInfo:
     evidence: TrackEvidence
@@ -68,6 +71,8 @@ class _TrackInfo:
     announced: str | None = None  # the name last reported in an "identified" event
     crop: np.ndarray | None = field(default=None, repr=False)
     crop_quality: float = -1.0
+    # Samples far from the track's identity, held back until enough agree that someone else stands there.
+    far: list[tuple[np.ndarray, float, float]] = field(default_factory=list, repr=False)
 
 
 class VideoRecognizer:
@@ -287,11 +292,21 @@ class _Run:
         for track, vec, quality in zip(chosen, vectors, qualities, strict=True):
             info = self.info[track.track_id]
             if info.evidence.samples and info.evidence.distance_to(vec) > self.split_distance:
-                # Someone else now stands where the track was (a cut the thumbnail missed, or an ID swap).
+                # One odd frame (motion blur, a hand, an extreme pose) is not a new person: split only when
+                # SPLIT_SAMPLES far samples in a row agree that someone else now stands where the track was
+                # (a cut the thumbnail missed, or an ID swap).
+                info.far.append((vec, quality, frame.timestamp))
+                if len(info.far) < SPLIT_SAMPLES:
+                    continue
+                far = info.far
                 self._ended(track, frame)
                 track = self.tracker.restart(track)
                 self._started(track, frame)
                 info = self.info[track.track_id]
+                for sample in far[:-1]:
+                    info.evidence.add(*sample)
+            else:
+                info.far.clear()
             info.evidence.add(vec, quality, frame.timestamp)
             if quality > info.crop_quality:
                 info.crop, info.crop_quality = crop_face(frame.image, track.box), quality

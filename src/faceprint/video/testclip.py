@@ -114,8 +114,15 @@ def score_clip(clip: TestClip, labels_per_frame: Sequence[Sequence[TrackLabel]])
             if not inside:
                 missed += 1
                 continue
-            # The photo's subject is its largest face; smaller ones are people in its background.
-            label = max(inside, key=lambda lb: (lb.box[2] - lb.box[0]) * (lb.box[3] - lb.box[1]))
+            # LFW photos are centred on their subject; other faces are people in its background (some as
+            # large as the subject).
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            label = min(
+                inside,
+                key=lambda lb: (
+                    ((lb.box[0] + lb.box[2]) / 2 - cx) ** 2 + ((lb.box[1] + lb.box[3]) / 2 - cy) ** 2
+                ),
+            )
             expected = face.name if face.enrolled else "unknown"
             ok = not label.pending and label.name == expected
             right += ok
