@@ -177,8 +177,11 @@ def identify(
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """Open-set identification: rank-1/rank-5 and DIR at FAR (gallery: first image of each person with
-    2+ images; probes: the rest; people with one image are the unknowns)."""
+    """Open-set identification: rank-1/rank-5 (CMC) and DIR at FAR.
+
+    Gallery: the first image of each person with 2+ images; probes: their other images; every image of
+    a person with a single image is an unknown probe.
+    """
     from faceprint.evaluation.protocols import evaluate_identification
     from faceprint.evaluation.report import text_table, write_identification_report
 
