@@ -3,9 +3,12 @@
 Frames: a 640x480 photo with one face (centre crop of face_recognition's obama-480p.jpg) and one
 1920x1080 frame of facenet-pytorch's crowd video. Every detector runs in its own subprocess (so its peak
 RSS is its own) with the same thread budget and MTCNN settings (min face 20, thresholds 0.6/0.7/0.7,
-factor 0.709): faceprint, faceie (NumPy MTCNN, same venv) and, with --anchor-python, facenet-pytorch's
-MTCNN in another interpreter. Prints: detector, frame, faces, ms/frame (median), speed-up over the
-anchor, peak RSS, and how well its boxes agree with the anchor's.
+factor 0.709): faceprint, faceie (NumPy MTCNN, same venv), the mtcnn package's own TensorFlow MTCNN
+(the weights' origin and the parity oracle; when TensorFlow is installed) and, with --anchor-python,
+facenet-pytorch's MTCNN in another interpreter. Prints: detector, frame, faces, ms/frame (median wall
+clock), speed-up over the anchor, CPU ms/frame (all threads; steadier than wall clock on a busy
+machine), peak RSS of the process (after loading, in brackets), and how well its boxes agree with the
+anchor's (and with the mtcnn package's).
 
     python bench/bench_detect.py [--anchor-python /work/venv-fnp/bin/python] [--threads 2] [--repeat 5]
 """
@@ -13,6 +16,7 @@ anchor, peak RSS, and how well its boxes agree with the anchor's.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -104,7 +108,31 @@ def _facenet_pytorch(threads: int):
     return run
 
 
-WORKERS = {"faceprint": _faceprint, "faceie": _faceie, "facenet-pytorch": _facenet_pytorch}
+def _mtcnn_package(threads: int):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    from mtcnn import MTCNN
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    model = MTCNN()
+    p, r, o = THRESHOLDS
+    knobs = {"min_face_size": MIN_FACE, "scale_factor": FACTOR}
+    knobs |= {"threshold_pnet": p, "threshold_rnet": r, "threshold_onet": o}
+
+    def run(image: np.ndarray) -> list[list[float]]:
+        rows = model.detect_faces(image, box_format="xyxy", output_type="numpy", fit_to_image=False, **knobs)
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 16)[:, 1:5].tolist()
+
+    return run
+
+
+WORKERS = {
+    "faceprint": _faceprint,
+    "faceie": _faceie,
+    "facenet-pytorch": _facenet_pytorch,
+    "mtcnn (TensorFlow)": _mtcnn_package,
+}
 
 
 def worker(name: str, frames_path: str, threads: int, repeat: int) -> None:
@@ -116,12 +144,13 @@ def worker(name: str, frames_path: str, threads: int, repeat: int) -> None:
     results = {}
     for label, image in frames.items():
         boxes = run(image)  # warm-up at this size
-        times = []
+        times, cpu = [], []
         for _ in range(repeat):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             boxes = run(image)
             times.append((time.perf_counter() - t) * 1000)
-        results[label] = {"ms": statistics.median(times), "boxes": boxes}
+            cpu.append((time.process_time() - c) * 1000)
+        results[label] = {"ms": statistics.median(times), "cpu_ms": statistics.median(cpu), "boxes": boxes}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"results": results, "rss_loaded_mib": rss_loaded, "peak_rss_mib": peak}))
 
@@ -190,10 +219,17 @@ def main() -> None:
                 args.anchor_python, "facenet-pytorch", frames_path, args.threads, args.repeat
             )
         runs["faceie"] = spawn(sys.executable, "faceie", frames_path, args.threads, args.faceie_repeat)
+        if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("mtcnn"):
+            name = "mtcnn (TensorFlow)"
+            runs[name] = spawn(sys.executable, name, frames_path, args.threads, args.repeat)
 
     anchor = "facenet-pytorch" if "facenet-pytorch" in runs else "faceie"
     print(f"threads={args.threads}, repeat={args.repeat} (faceie {args.faceie_repeat}), anchor: {anchor}")
-    header = ["detector", "frame", "faces", "ms/frame", "speed-up", "peak RSS MiB", f"boxes vs {anchor}"]
+    header = ["detector", "frame", "faces", "ms/frame", "speed-up", "CPU ms/frame", "peak RSS MiB"]
+    oracle = "mtcnn (TensorFlow)" if "mtcnn (TensorFlow)" in runs else None
+    header.append(f"boxes vs {anchor}")
+    if oracle:
+        header.append("boxes vs mtcnn (TF)")
     rows = []
     for label in frames:
         ref = runs[anchor]["results"][label]
@@ -206,10 +242,13 @@ def main() -> None:
                     str(len(res["boxes"])),
                     f"{res['ms']:.1f}",
                     f"{ref['ms'] / res['ms']:.2f}x",
+                    f"{res['cpu_ms']:.0f}",
                     f"{run['peak_rss_mib']:.0f} (loaded {run['rss_loaded_mib']:.0f})",
                     agreement(res["boxes"], ref["boxes"]),
                 ]
             )
+            if oracle:
+                rows[-1].append(agreement(res["boxes"], runs[oracle]["results"][label]["boxes"]))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))

@@ -13,6 +13,7 @@ import argparse
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def torch_variant(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     if script:
+        # TorchScript is deprecated in this torch; it is measured, not used.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.jit")
         with torch.inference_mode():
             example = torch.zeros(1, 3, 150, 150).contiguous(memory_format=fmt)
             model = torch.jit.freeze(torch.jit.trace(model, example).eval())

@@ -3,9 +3,9 @@
 How: for each of N LFW images, dlib's pipeline (HOG detector, 5-point shape predictor,
 ``get_face_chip_details(size=150, padding=0.25)``) gives the exact image->chip transform M_i that dlib uses
 (the affine map taking the rotated corners of the chip rectangle to the chip's corner pixels, as dlib's
-``get_mapping_to_chip`` does); MTCNN (faceie's NumPy port, same weights as faceprint's) finds the five
-landmarks p_i of the same face. The template T minimising sum_i ||M_i(p_i) - T||^2 is the mean of the
-mapped landmarks M_i(p_i); it is where MTCNN's points sit, on average, in dlib's chips.
+``get_mapping_to_chip`` does); faceprint's MTCNN finds the five landmarks p_i of the same face. The
+template T minimising sum_i ||M_i(p_i) - T||^2 is the mean of the mapped landmarks M_i(p_i): where
+MTCNN's points sit, on average, in dlib's chips.
 
 Check: each face is then aligned our way (least-squares similarity p_i -> T, bilinear warp) and the
 chip's embedding is compared with the embedding of dlib's chip of the same face (distance between
@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import dlib
 import numpy as np
-from faceie.mtcnn.detect_faces import detect_faces
 from PIL import Image
 
-from faceprint.alignment import similarity_transform, transform_points
+from faceprint.alignment import align_face, similarity_transform, transform_points
+from faceprint.detection.mtcnn import MTCNNDetector
 from faceprint.embedding.dlib_resnet import TEMPLATE, DlibResNetEmbedder
 from faceprint.models import package_file
 
@@ -60,6 +60,7 @@ def main() -> None:
 
     models = Path(package_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat", "x"))
     detector = dlib.get_frontal_face_detector()
+    mtcnn = MTCNNDetector()
     predictor = dlib.shape_predictor(str(models))
     files = sorted(args.lfw.glob("*/*.jpg"))
     files = [files[i] for i in np.linspace(0, len(files) - 1, args.faces).astype(int)]
@@ -69,13 +70,12 @@ def main() -> None:
     for n, path in enumerate(files):
         image = np.asarray(Image.open(path).convert("RGB"))
         rects = list(detector(image, 1))
-        found = detect_faces(Image.fromarray(image), rotations=np.array([0.0]), extract_images=None)
-        if not rects or len(found.probabilities) == 0:
+        found = mtcnn.detect(image)
+        if not rects or not found:
             continue
         rect = rects[nearest_to_centre(np.array([[r.center().x, r.center().y] for r in rects]), image.shape)]
-        boxes = found.bounding_boxes
-        pick = nearest_to_centre((boxes[:, :2] + boxes[:, 2:]) / 2, image.shape)
-        points = found.landmarks[pick].reshape(5, 2)
+        boxes = np.array([d.box for d in found])
+        points = found[nearest_to_centre((boxes[:, :2] + boxes[:, 2:]) / 2, image.shape)].landmarks
         if not rect.contains(dlib.point(*points[2].astype(int))):
             continue  # the two detectors found different faces
         shape = predictor(image, rect)
@@ -98,23 +98,43 @@ def main() -> None:
     pixel_gap = np.abs(own.astype(int) - np.stack(dlib_chips).astype(int))
     print(f"dlib's transform re-applied with OpenCV: mean |pixel difference| {pixel_gap.mean():.2f}")
 
+    # Geometry: where a point of dlib's chip lands in ours (5x5 grid over the chip), in chip pixels.
+    grid = np.stack(np.meshgrid(np.linspace(0, SIZE - 1, 5), np.linspace(0, SIZE - 1, 5)), -1).reshape(-1, 2)
+    shift = [
+        np.linalg.norm(
+            transform_points(
+                similarity_transform(p, template), transform_points(cv2.invertAffineTransform(m), grid)
+            )
+            - grid,
+            axis=1,
+        ).mean()
+        for p, m in zip(mtcnn_points, transforms, strict=True)
+    ]
+    p95 = np.percentile(shift, 95)
+    print(f"a point of dlib's chip in ours: mean shift {np.mean(shift):.2f} px, p95 {p95:.2f}")
+
     embedder = DlibResNetEmbedder()
     reference = embedder.embed(np.stack(dlib_chips))
-    print("\nembedding distance, our chip vs dlib's chip of the same face (L2-normalised vectors):")
-    print(f"{'template':<22}{'border':<10}{'mean':>8}{'median':>8}{'p95':>8}{'max':>8}")
-    for name, tmpl in (("fitted now", template), ("in dlib_resnet.py", TEMPLATE)):
-        for border_name, border in (("constant", cv2.BORDER_CONSTANT), ("replicate", cv2.BORDER_REPLICATE)):
-            chips = np.stack(
-                [
-                    cv2.warpAffine(im, similarity_transform(p, tmpl), (SIZE, SIZE), borderMode=border)
-                    for im, p in zip(images, mtcnn_points, strict=True)
-                ]
+    rows = {
+        "dlib's transform, OpenCV warp": own,
+        "fitted template": [
+            align_face(im, p, template, SIZE) for im, p in zip(images, mtcnn_points, strict=True)
+        ],
+        "fitted, border replicate": [
+            cv2.warpAffine(
+                im, similarity_transform(p, template), (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE
             )
-            d = np.linalg.norm(embedder.embed(chips) - reference, axis=1)
-            print(
-                f"{name:<22}{border_name:<10}{d.mean():8.4f}{np.median(d):8.4f}"
-                f"{np.percentile(d, 95):8.4f}{d.max():8.4f}"
-            )
+            for im, p in zip(images, mtcnn_points, strict=True)
+        ],
+        "TEMPLATE in dlib_resnet.py": [
+            align_face(im, p, TEMPLATE, SIZE) for im, p in zip(images, mtcnn_points, strict=True)
+        ],
+    }
+    print("\nembedding distance to dlib's own chip of the same face (L2-normalised vectors):")
+    print(f"{'chips':<32}{'mean':>8}{'median':>8}{'p95':>8}{'max':>8}")
+    for name, chips in rows.items():
+        d = np.linalg.norm(embedder.embed(np.stack(chips)) - reference, axis=1)
+        print(f"{name:<32}{d.mean():8.4f}{np.median(d):8.4f}{np.percentile(d, 95):8.4f}{d.max():8.4f}")
     names = np.array(people)
     same = [
         np.linalg.norm(reference[i] - reference[j])
@@ -124,8 +144,8 @@ def main() -> None:
     ]
     if same:
         print(f"for scale, dlib chips of the same person, different photos: median {np.median(same):.4f}")
-    rows = ", ".join(f"[{x:.2f}, {y:.2f}]" for x, y in template)
-    print(f"\nTEMPLATE = np.array(\n    [{rows}], dtype=np.float32\n)")
+    points = ", ".join(f"[{x:.2f}, {y:.2f}]" for x, y in template)
+    print(f"\nTEMPLATE = np.array(\n    [{points}], dtype=np.float32\n)")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,13 @@ def available(kind: str | None = None) -> list[str]:
 
 
 def create(name: str, kind: str, **kwargs: Any) -> Any:
-    """Instantiate the model registered as ``name``; weights load lazily inside the model."""
+    """Instantiate the model registered as ``name``; weights load lazily inside the model.
+
+    An embedder ``name`` that is the path of an existing file is a trained model (``faceprint train``)."""
+    if kind == "embedder" and name not in _REGISTERED and name not in _BUILTIN and Path(name).is_file():
+        from faceprint.embedding.trained import TrainedEmbedder
+
+        return TrainedEmbedder(name, **kwargs)
     if name in _REGISTERED:
         got_kind, factory = _REGISTERED[name]
     elif name in _BUILTIN:

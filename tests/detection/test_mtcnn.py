@@ -1,5 +1,6 @@
 """MTCNN: weight conversion and caching, the nets against an independent NumPy implementation (faceie),
-detection on real photos, knobs, batching, and end-to-end parity with faceie's MTCNN."""
+detection on real photos, knobs, batching, and end-to-end parity with the mtcnn package's own
+TensorFlow MTCNN (the weights' origin)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from faceprint.detection import mtcnn as M
+from faceprint.detection import mtcnn_nets as N
 from faceprint.detection import mtcnn_weights as W
 from faceprint.errors import ImageError, ModelError
 from faceprint.models import WeightFile
@@ -135,14 +137,14 @@ def test_nets_match_faceies_numpy_nets(detector, lfw_dir):
         return ((batch.astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
 
     crops24 = _patches(images, 24)
-    prob, box = nets("rnet", crops24)
+    prob, box = nets("rnet", crops24.astype(np.float32))
     ref_prob, ref_box = model.r_net(faceie_input(crops24))
     np.testing.assert_allclose(prob, ref_prob, atol=1e-4)
     np.testing.assert_allclose(box + np.array([0, 0, 1, 1]), ref_box, atol=1e-4)
     assert (prob[0::3] > 0.9).all()  # the face-centred crops are faces
 
     crops48 = _patches(images, 48)
-    prob, box, marks = nets("onet", crops48)
+    prob, box, marks = nets("onet", crops48.astype(np.float32))
     ref_prob, ref_box, ref_marks = model.o_net(faceie_input(crops48))
     np.testing.assert_allclose(prob, ref_prob, atol=1e-4)
     np.testing.assert_allclose(box + np.array([0, 0, 1, 1]), ref_box, atol=1e-4)
@@ -150,7 +152,7 @@ def test_nets_match_faceies_numpy_nets(detector, lfw_dir):
     np.testing.assert_allclose(marks[:, 5:], ref_marks[:, 1::2], atol=1e-4)
 
     level = cv2.resize(images[0], (125, 125), interpolation=cv2.INTER_AREA)
-    prob, box = nets("pnet", level[None])
+    prob, box = nets("pnet", level[None].astype(np.float32))
     ref_prob, ref_box = model.p_net(faceie_input(level[None])[0])
     np.testing.assert_allclose(prob[0], ref_prob, atol=1e-4)
     np.testing.assert_allclose(box[0].transpose(1, 2, 0) + np.array([0, 0, 1, 1]), ref_box, atol=1e-4)
@@ -159,19 +161,74 @@ def test_nets_match_faceies_numpy_nets(detector, lfw_dir):
 def test_onnx_graphs_match_the_torch_modules(detector, astronaut):
     """The runtime graphs are exports of the modules: one definition per architecture."""
     nets = detector.load()
-    crops = _patches([astronaut], 48)
-    modules = {}
-    for key, cls in (("pnet", M.PNet), ("onet", M.ONet)):
-        modules[key] = cls()
-        modules[key].load_state_dict(W.load_state_dict(key))
+    crops = _patches([astronaut], 48).astype(np.float32)
+    modules = {key: N.build(key, W.load_state_dict(key)) for key in ("pnet", "onet")}
+    level = astronaut[::4, ::4][None].astype(np.float32)
     with torch.inference_mode():
         want = modules["onet"](torch.from_numpy(crops))
-        level = np.ascontiguousarray(astronaut[::4, ::4])
-        want_p = modules["pnet"](torch.from_numpy(level[None]))
-    for got, ref in zip(nets("onet", crops), want, strict=True):
+        want_p = modules["pnet"](torch.from_numpy(level))
+    for got, ref in zip(nets.sessions["onet"].run(None, {"x": crops}), want, strict=True):
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
-    for got, ref in zip(nets("pnet", level[None]), want_p, strict=True):
+    for got, ref in zip(nets.sessions["pnet"].run(None, {"x": level}), want_p, strict=True):
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+    # The detector turns the face logit into P(face), the two-way softmax's probability.
+    prob = nets("onet", crops)[0]
+    np.testing.assert_allclose(prob, torch.sigmoid(want[0]).numpy(), atol=1e-6)
+
+
+# ---- box handling -------------------------------------------------------------------------------------
+
+
+def _fast_nms(boxes, scores, threshold, mode):
+    """Fast NMS one box at a time: a box goes if any higher-scored box, kept or not, overlaps it."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    for rank, i in enumerate(order):
+        for j in order[:rank]:
+            w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+            h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+            inter = max(w, 0) * max(h, 0)
+            denominator = min(area[i], area[j]) if mode == "min" else area[i] + area[j] - inter
+            if inter / denominator > threshold:
+                break
+        else:
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("mode", ["union", "min"])
+@pytest.mark.parametrize("n", [0, 1, 300, 700])
+def test_nms_is_fast_nms(mode, n):
+    rng = np.random.default_rng(n)
+    corner = rng.uniform(0, 400, (n, 2))
+    boxes = np.hstack([corner, corner + rng.uniform(5, 80, (n, 2))])
+    scores = rng.random(n)
+    for threshold in (0.5, 0.7):
+        assert M.nms(boxes, scores, threshold, mode).tolist() == _fast_nms(boxes, scores, threshold, mode)
+
+
+def test_fast_nms_drops_what_a_dropped_box_overlapped():
+    """A suppresses B, B overlaps C, A does not overlap C: C goes too (greedy NMS would keep it)."""
+    boxes = np.array([[0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10]], dtype=np.float64)
+    assert M.nms(boxes, np.array([0.9, 0.8, 0.7]), 0.3).tolist() == [0]
+
+
+def test_crops_are_tensorflow_crop_and_resize():
+    """Bilinear samples from x1 (W-1)/W to x2 (W-1)/W; rows/columns sampled outside the image are grey."""
+    image = np.arange(10 * 20 * 3, dtype=np.float32).reshape(10, 20, 3)
+    (crop,) = M.crop_resize(image, np.array([[2.0, 1.0, 12.0, 6.0]]), 3)
+    xs, ys = np.array([2.0, 7.0, 12.0]) * 19 / 20, np.array([1.0, 3.5, 6.0]) * 9 / 10
+    want = np.array([[[(y * 20 + x) * 3 + c for c in range(3)] for x in xs] for y in ys])  # image is linear
+    np.testing.assert_allclose(crop, want, rtol=1e-6)
+    (edge,) = M.crop_resize(image, np.array([[-4.0, 0.0, 4.0, 9.0]]), 3)
+    assert (edge[:, 0] == 127.5).all() and (edge[:, 1:] != 127.5).all()
+
+
+def test_grouped_nms_keeps_groups_apart():
+    boxes = np.array([[10, 10, 50, 50], [12, 12, 52, 52], [10, 10, 50, 50]], dtype=np.float64)
+    scores = np.array([0.9, 0.8, 0.7])
+    assert sorted(M.grouped_nms(boxes, scores, np.array([0, 0, 1]), 0.5).tolist()) == [0, 2]
 
 
 # ---- real faces ---------------------------------------------------------------------------------------
@@ -218,8 +275,8 @@ def test_two_people(detector, faces_dir, name):
     for d in big:
         _check_face(d, image)
     assert iou(big[0].box, big[1].box) == 0  # side by side
-    # obama_and_biden.jpg also shows a child's face in a corner: much smaller than the two adults'.
-    assert all(d.width < big[1].width * 0.8 for d in dets[2:])
+    # obama_and_biden.jpg also shows a child's face in the lower corner: smaller, below the two adults.
+    assert all(d.width < big[1].width and d.box[1] > max(b.box[3] for b in big) for d in dets[2:])
 
 
 def test_multiface_several(detector, faces_dir):
@@ -328,147 +385,89 @@ def test_batch_equals_one_by_one(detector, faces_dir, lfw_dir, astronaut):
             np.testing.assert_allclose(g.landmarks, w.landmarks, atol=1e-3)
 
 
-# ---- end-to-end parity with faceie ---------------------------------------------------------------------
+# ---- end-to-end parity with the mtcnn package ----------------------------------------------------------
 #
-# faceie (pure NumPy) implements the same cascade with its own nets (checked equal above), NMS and box
-# handling, but builds its pyramid by repeated PIL resizing at powers of sqrt(2) and crops from pyramid
-# levels. We give it the original's pyramid and crops (OpenCV INTER_AREA from the full image, scales
-# 12/min_face * 0.709^k) so both see the same pixels; its remaining differences from the original are
-# its own: one IoU for the per-scale and cross-scale NMS (0.5 here; the original uses 0.7 across scales),
-# no truncation of boxes to integers between stages, a crop one pixel wider than the box it scales by,
-# and "union" instead of "min" overlap in the final NMS. The cascade amplifies such differences (each
-# stage crops where the previous one regressed), so boxes agree to a few percent, not exactly; faces
-# both call confident must be the same faces.
+# The oracle is the mtcnn package's own TensorFlow implementation of the cascade whose weights we use
+# (Keras nets, TensorFlow resizing and crop_and_resize, NumPy box handling), with identical knobs. Its
+# one unspecified choice is the order of equal scores: P(face) saturates to exactly 1.0 for many P-Net
+# windows and it sorts with NumPy's unstable quicksort, so which of those seeds survives the NMS depends
+# on the sort implementation. The oracle is given a stable sort (ties in window order), which is ours.
 
-MIN_SCORE = 0.95  # below this a face is borderline: either implementation may drop it
+KNOBS = {"min_face_size": 20, "thresholds": (0.6, 0.7, 0.7), "factor": 0.709}
 
 
-class _OriginalPyramid:
-    """faceie's ImagePyramid interface over the original MTCNN's pyramid and crops."""
+@pytest.fixture(scope="module")
+def package_mtcnn():
+    pytest.importorskip("tensorflow", reason="the parity oracle is the mtcnn package on TensorFlow")
+    from mtcnn import MTCNN
+    from mtcnn.utils import bboxes
 
-    min_face = 20.0
+    def stable_sort(tensor, scores, ascending=True):
+        return tensor[np.argsort(scores if ascending else -scores, kind="stable")]
 
-    def __init__(self, image, min_size, downscale_factor):
-        self.rgb = np.asarray(image)
-        h, w = self.rgb.shape[:2]
-        self.scales = M.pyramid_scales(h, w, self.min_face, FACTOR)
-        self.levels = [
-            _pil(
-                cv2.resize(self.rgb, (int(np.ceil(w * s)), int(np.ceil(h * s))), interpolation=cv2.INTER_AREA)
-            )
-            for s in self.scales
-        ]
+    patch = pytest.MonkeyPatch()
+    patch.setattr(bboxes, "sort_by_scores", stable_sort)
+    model = MTCNN()
+    p, r, o = KNOBS["thresholds"]
+    knobs = {
+        "min_face_size": KNOBS["min_face_size"],
+        "scale_factor": KNOBS["factor"],
+        "threshold_pnet": p,
+        "threshold_rnet": r,
+        "threshold_onet": o,
+    }
 
-    def __len__(self):
-        return len(self.levels)
+    def detect(images: list[np.ndarray]) -> list[np.ndarray]:
+        """Per image, rows (x1, y1, x2, y2, score, five x, five y); boxes not clipped (ours are not).
+        Pass same-size images together (the package pads a batch to its largest image)."""
+        rows = model.detect_faces(images, box_format="xyxy", output_type="numpy", fit_to_image=False, **knobs)
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 16)
+        return [rows[rows[:, 0] == i, 1:] for i in range(len(images))]
 
-    def __iter__(self):
-        return iter(self.levels)
-
-    def __getitem__(self, i):
-        return self.levels[i]
-
-    def closest_level(self, factor):
-        return 0
-
-    def scale_between(self, level, base):
-        assert base == 0
-        return 1.0 / self.scales[level]
-
-    def extract(self, crop, size):
-        x1, y1, x2, y2 = (round(v) for v in crop)
-        box = np.array([[x1 + 1, y1 + 1, x2, y2]], dtype=np.float64)  # -> 1-based inclusive
-        return _pil(M.crop_resize(self.rgb, box, size[0])[0])
+    yield detect
+    patch.undo()
 
 
-def _pil(array):
-    from PIL import Image
-
-    return Image.fromarray(array)
-
-
-@pytest.fixture
-def faceie_oracle(monkeypatch):
-    pytest.importorskip("faceie")
-    module = importlib.import_module("faceie.mtcnn.detect_faces")
-    monkeypatch.setattr(module, "ImagePyramid", _OriginalPyramid)
-
-    def detect(image: np.ndarray, min_face: float):
-        monkeypatch.setattr(_OriginalPyramid, "min_face", min_face)
-        out = module.detect_faces(
-            _pil(image),
-            rotations=np.array([0.0]),
-            proposal_probability_threshold=0.6,
-            refine_probability_threshold=0.7,
-            output_probability_threshold=0.7,
-            proposal_maximum_iou=0.5,
-            refine_maximum_iou=0.7,
-            output_maximum_iou=0.7,
-            extract_images=None,
-        )
-        boxes = out.bounding_boxes + np.array([0, 0, 1, 1])  # inclusive corners -> continuous
-        return list(zip(boxes, out.probabilities, out.landmarks.reshape(-1, 5, 2), strict=True))
-
-    return detect
-
-
-def _compare(name: str, ours, theirs, ious: list, marks: list) -> list[str]:
-    """Confident faces of each side must be found by the other; matched pairs' agreement is recorded."""
-    problems = []
-    for mine in ours:
-        best = max(theirs, key=lambda t: iou(mine.box, t[0]), default=None)
-        if best is None or iou(mine.box, best[0]) < 0.5:
-            if mine.score >= MIN_SCORE:
-                problems.append(f"{name}: faceie misses our face {mine.box} ({mine.score:.3f})")
-            continue
-        if mine.score >= MIN_SCORE or best[1] >= MIN_SCORE:
-            ious.append(iou(mine.box, best[0]))
-            # landmark error relative to the face size, as eye-to-mouth distances scale with it
-            marks.append(np.abs(mine.landmarks - best[2]).max() / mine.width)
-    for box, score, _ in theirs:
-        if score >= MIN_SCORE and not any(iou(box, d.box) >= 0.5 for d in ours):
-            problems.append(f"{name}: we miss faceie's face {box.round(1)} ({score:.3f})")
-    return problems
-
-
-def _assert_agreement(problems, ious, marks, n_images):
-    ious, marks = np.array(ious), np.array(marks)
-    assert not problems, "\n".join(problems)
-    assert len(ious) >= n_images * 0.9
-    assert np.median(ious) >= 0.9 and (ious >= 0.8).mean() >= 0.97, np.sort(ious)[:10]
-    # 2 px on a 100 px face = 0.02; 0.06 bounds the cascade's drift measured against facenet-pytorch too
-    assert np.median(marks) <= 0.025 and (marks <= 0.06).mean() >= 0.97, np.sort(marks)[-10:]
+def _assert_same_faces(name: str, ours, theirs: np.ndarray) -> None:
+    """The issue's bounds: same face count; each of our faces' box IoU >= 0.9 with its counterpart and
+    every landmark within 2 px of it."""
+    assert len(ours) == len(theirs), f"{name}: {len(ours)} faces, the package finds {len(theirs)}"
+    for det in ours:
+        best = max(theirs, key=lambda t: iou(det.box, t[:4]))
+        assert iou(det.box, best[:4]) >= 0.9, f"{name}: box {det.box} vs {best[:4]}"
+        marks = np.stack([best[5:10], best[10:15]], axis=1)
+        err = np.hypot(*(det.landmarks - marks).T).max()
+        assert err <= 2.0, f"{name}: landmarks {err:.2f} px off"
 
 
 @pytest.mark.slow
-def test_parity_with_faceie_on_the_stills(faces_dir, faceie_oracle):
-    """Every still photo, downscaled to at most 480 px (faceie is NumPy), min face 12/0.709^2 px."""
-    min_face = 12 / FACTOR**2
-    det = M.MTCNNDetector(min_face_size=min_face)
+def test_same_faces_as_the_package_on_the_stills(faces_dir, package_mtcnn):
+    """Every photo in the faces folder, downscaled to at most 640 px (keeps the TensorFlow side fast)."""
+    det = M.MTCNNDetector(**KNOBS)
     paths = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    paths = [p for p in paths if "aligned" not in p.parts]  # 160 px crops, not photos
-    assert len(paths) >= 25
-    problems, ious, marks = [], [], []
+    assert len(paths) >= 40
+    found = 0
     for path in paths:
         image = rgb(path)
-        scale = 480 / max(image.shape[:2])
+        scale = 640 / max(image.shape[:2])
         if scale < 1:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        problems += _compare(path.name, det.detect(image), faceie_oracle(image, min_face), ious, marks)
-    _assert_agreement(problems, ious, marks, len(paths) * 0.8)
+        ours = det.detect(image)
+        _assert_same_faces(path.name, ours, package_mtcnn([image])[0])
+        found += len(ours)
+    assert found >= len(paths)
 
 
 @pytest.mark.slow
-def test_parity_with_faceie_on_lfw(lfw_dir, faceie_oracle):
-    """200 LFW images (every 40th file), centre 150x150 (the face, little background), min face
-    12/0.709^4 px."""
-    min_face = 12 / FACTOR**4
-    det = M.MTCNNDetector(min_face_size=min_face)
+def test_same_faces_as_the_package_on_lfw(lfw_dir, package_mtcnn):
+    """200 LFW deep-funneled images (every 40th file), whole."""
+    det = M.MTCNNDetector(**KNOBS)
     paths = sorted(lfw_dir.glob("*/*.jpg"))[::40][:200]
     assert len(paths) == 200
-    images = [np.ascontiguousarray(rgb(p)[50:200, 50:200]) for p in paths]
-    ours = det.detect_batch(images)
-    problems, ious, marks = [], [], []
-    for path, image, mine in zip(paths, images, ours, strict=True):
-        problems += _compare(path.name, mine, faceie_oracle(image, min_face), ious, marks)
-    _assert_agreement(problems, ious, marks, len(paths))
+    images = [rgb(p) for p in paths]
+    theirs = [rows for start in range(0, 200, 50) for rows in package_mtcnn(images[start : start + 50])]
+    found = 0
+    for path, mine, rows in zip(paths, det.detect_batch(images), theirs, strict=True):
+        _assert_same_faces(path.name, mine, rows)
+        found += len(mine)
+    assert found >= 200

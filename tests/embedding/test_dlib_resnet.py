@@ -117,6 +117,15 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert cached.stat().st_size > 1_000_000
 
 
+@pytest.mark.slow
+def test_damaged_onnx_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lfw_chips) -> None:
+    monkeypatch.setenv("FACEPRINT_CACHE_DIR", str(tmp_path))
+    dlib_resnet.onnx_model().write_bytes(b"\x08\x07 truncated protobuf")
+    chips = lfw_chips[0][:4]
+    rebuilt = DlibResNetEmbedder(runtime="onnx").embed_raw(chips)
+    assert np.abs(rebuilt - DlibResNetEmbedder(runtime="torch").embed_raw(chips)).max() <= 1e-4
+
+
 def test_lazy_load_happens_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     real = dlib_resnet.load_dlib_resnet
@@ -132,6 +141,7 @@ def test_lazy_load_happens_once_across_threads(monkeypatch: pytest.MonkeyPatch) 
     assert calls == [1]
 
 
+@pytest.mark.slow
 def test_module_is_trainable(lfw_chips) -> None:
     model = load_dlib_resnet().train()
     x = torch.from_numpy(lfw_chips[0][:2]).permute(0, 3, 1, 2).float()  # two photos of one person

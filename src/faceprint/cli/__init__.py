@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core, evaluate
+    from faceprint.cli import core, evaluate, gallery, train, video
 
-    for module in (core, evaluate):
+    for module in (core, evaluate, gallery, train, video):
         module.register(app)
 
 

@@ -17,13 +17,15 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from faceprint.errors import ModelError
 from faceprint.models import WeightFile, cache_dir
+
+if TYPE_CHECKING:  # torch is imported only to convert or export, never for a cached graph
+    import torch
 
 NETS = ("pnet", "rnet", "onet")
 
@@ -111,7 +113,9 @@ def _read_arrays(path: Path) -> list[np.ndarray]:
 
 
 def convert(net: str, arrays: list[np.ndarray]) -> dict[str, torch.Tensor]:
-    """Keras-layout arrays of one net -> PyTorch state dict for the modules in ``mtcnn.py``."""
+    """Keras-layout arrays of one net -> PyTorch state dict for the modules in ``mtcnn_nets.py``."""
+    import torch
+
     layout = _LAYOUT[net]
     n_expected = sum(1 if kind == "prelu" else 2 for _, kind in layout)
     if len(arrays) != n_expected:
@@ -152,6 +156,8 @@ def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
 
 def load_state_dict(net: str, weight_file: WeightFile | None = None) -> dict[str, torch.Tensor]:
     """The converted state dict of one net: from the cache, else verified + converted + cached."""
+    import torch
+
     weight_file = weight_file or WEIGHT_FILES[net]
     cached = cache_dir() / f"mtcnn-{net}-{weight_file.sha256[:16]}.pt"
     if cached.is_file():
@@ -164,25 +170,29 @@ def load_state_dict(net: str, weight_file: WeightFile | None = None) -> dict[str
     return state
 
 
-# Bump when the modules in mtcnn.py or the export change, so stale graphs are not reused.
-ONNX_VERSION = 2
+# Bump when the modules in mtcnn_nets.py or the export change, so stale graphs are not reused.
+ONNX_VERSION = 4
 
 
-def load_onnx(net: str, module: nn.Module, example: torch.Tensor, dynamic: dict[int, str]) -> bytes:
-    """The ONNX graph of ``module`` (its weights already loaded from :func:`load_state_dict`), cached."""
+def load_onnx(net: str) -> bytes:
+    """The ONNX graph of one net, exported from its PyTorch module on first use and cached; a cached
+    graph needs neither the weight file nor PyTorch."""
     cached = cache_dir() / f"mtcnn-{net}-{WEIGHT_FILES[net].sha256[:16]}-v{ONNX_VERSION}.onnx"
     if not cached.is_file():
+        import torch
+
+        from faceprint.detection.mtcnn_nets import ARCHITECTURES, build
+
+        module = build(net, load_state_dict(net))
+        size = ARCHITECTURES[net][1]
+        example = torch.zeros((1, size, size, 3), dtype=torch.float32)
+        dynamic = {0: "n", 1: "h", 2: "w"} if net == "pnet" else {0: "n"}
 
         def export(tmp: str) -> None:
             with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    module.eval(),
-                    (example,),
-                    tmp,
-                    input_names=["x"],
-                    dynamic_axes={"x": dynamic},
-                    dynamo=False,
+                    module, (example,), tmp, input_names=["x"], dynamic_axes={"x": dynamic}, dynamo=False
                 )
 
         _write_atomic(cached, export)

@@ -1,0 +1,28 @@
+"""Galleries of known people: storage (SQLite by default), exact search, thresholds, enrolment.
+
+Importing this package is cheap (NumPy and the stdlib); models load only when enrolment runs.
+"""
+
+from __future__ import annotations
+
+from faceprint.gallery.enrollment import EnrollReport, EnrollResult
+from faceprint.gallery.gallery import Gallery, default_gallery_path
+from faceprint.gallery.matching import Candidate, MatchIndex
+from faceprint.gallery.sqlite import SQLiteStore
+from faceprint.gallery.store import EmbedderKey, GalleryStore, Person, Template
+from faceprint.gallery.thresholds import Calibration
+
+__all__ = [
+    "Calibration",
+    "Candidate",
+    "EmbedderKey",
+    "EnrollReport",
+    "EnrollResult",
+    "Gallery",
+    "GalleryStore",
+    "MatchIndex",
+    "Person",
+    "SQLiteStore",
+    "Template",
+    "default_gallery_path",
+]

@@ -1,0 +1,1 @@
+"""Training: data preparation, PK sampling, triplet mining and loss, the trainer, export."""

@@ -1,0 +1,355 @@
+"""``Gallery``: people and their face templates, searchable, on any ``GalleryStore``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from platformdirs import user_data_dir
+
+from faceprint.errors import GalleryError
+from faceprint.gallery.matching import Candidate, Combine, MatchIndex
+from faceprint.gallery.sqlite import SQLiteStore
+from faceprint.gallery.store import EmbedderKey, GalleryStore, NewTemplate, Person, Template
+from faceprint.gallery.thresholds import (
+    Calibration,
+    builtin_calibration,
+    fallback_calibration,
+)
+
+if TYPE_CHECKING:
+    from faceprint.analyzer import FaceAnalyzer
+    from faceprint.gallery.enrollment import EnrollReport, EnrollResult
+    from faceprint.io import ImageInput
+
+EXPORT_FORMAT = "faceprint-gallery"
+EXPORT_VERSION = 1
+
+PersonRef = int | str  # a person id or name
+
+
+def default_gallery_path() -> Path:
+    """$FACEPRINT_GALLERY, else ``gallery.sqlite3`` in the user data directory."""
+    env = os.environ.get("FACEPRINT_GALLERY")
+    return Path(env) if env else Path(user_data_dir("faceprint")) / "gallery.sqlite3"
+
+
+class Gallery:
+    """Known people and their templates. Open with :meth:`open`; usable as a context manager."""
+
+    def __init__(self, store: GalleryStore, *, combine: Combine = "mean") -> None:
+        self.store = store
+        self.combine: Combine = combine
+        self._indexes: dict[EmbedderKey, tuple[int, MatchIndex, dict[int, str]]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path | str | None = None, *, combine: Combine = "mean") -> Gallery:
+        """Open (or create) the SQLite gallery at ``path`` (None: :func:`default_gallery_path`)."""
+        return cls(SQLiteStore(Path(path) if path is not None else default_gallery_path()), combine=combine)
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- people -------------------------------------------------------------------------------
+
+    def add_person(self, name: str, metadata: dict[str, Any] | None = None) -> int:
+        name = clean_name(name)
+        return self.store.add_person(name, metadata)
+
+    def people(self) -> list[Person]:
+        return self.store.people()
+
+    def person(self, ref: PersonRef) -> Person:
+        """A person by id or name; GalleryError when there is none."""
+        found = self.find(ref)
+        if found is None:
+            raise GalleryError(f"{self.location}: no person {ref!r} in the gallery")
+        return found
+
+    def find(self, ref: PersonRef) -> Person | None:
+        if isinstance(ref, int | np.integer):
+            return self.store.get_person(int(ref))
+        return self.store.find_person(str(ref))
+
+    def templates(self, ref: PersonRef | None = None) -> list[Template]:
+        return list(self.store.templates(None if ref is None else self.person(ref).id))
+
+    def rename(self, ref: PersonRef, new_name: str) -> Person:
+        person = self.person(ref)
+        self.store.rename_person(person.id, clean_name(new_name))
+        return self.person(person.id)
+
+    def update_metadata(self, ref: PersonRef, metadata: dict[str, Any]) -> Person:
+        person = self.person(ref)
+        self.store.set_metadata(person.id, {**person.metadata, **metadata})
+        return self.person(person.id)
+
+    def merge(self, source: PersonRef, into: PersonRef) -> Person:
+        """Move every template of ``source`` to ``into`` (dropping duplicates) and delete ``source``."""
+        src, dst = self.person(source), self.person(into)
+        if src.id == dst.id:
+            raise GalleryError(f"{self.location}: cannot merge {src.name!r} into itself")
+        with self.store.transaction():
+            self.store.move_templates(src.id, dst.id)
+            self.store.set_metadata(dst.id, {**src.metadata, **dst.metadata})
+            self.store.delete_person(src.id)
+        return self.person(dst.id)
+
+    def delete(self, ref: PersonRef) -> int:
+        """Delete a person and every template (no biometric bytes stay in the files); returns the count."""
+        return self.store.delete_person(self.person(ref).id)
+
+    # -- templates ----------------------------------------------------------------------------
+
+    def add_template(
+        self,
+        person: PersonRef,
+        embedding: np.ndarray,
+        *,
+        embedder: str,
+        embedder_version: str,
+        source_path: str | Path | None = None,
+        content_hash: str | None = None,
+        score: float | None = None,
+        face_size: float | None = None,
+        quality_flags: Sequence[str] = (),
+    ) -> int | None:
+        """Store one embedding for a person; None if that person already has this content (dedup)."""
+        vector = np.asarray(embedding, dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(vector))
+        if vector.size == 0 or not np.all(np.isfinite(vector)) or norm == 0.0:
+            raise GalleryError(f"{self.location}: refusing an empty, zero or non-finite embedding")
+        return self.store.add_template(
+            NewTemplate(
+                person_id=self.person(person).id,
+                embedder=EmbedderKey(embedder, embedder_version),
+                # Renormalise only real deviations, so export/import round-trips bit for bit.
+                embedding=vector if abs(norm - 1.0) < 1e-5 else vector / norm,
+                source_path=None if source_path is None else str(source_path),
+                content_hash=content_hash,
+                detection_score=score,
+                face_size=face_size,
+                quality_flags=tuple(quality_flags),
+            )
+        )
+
+    def delete_template(self, template_id: int) -> bool:
+        return self.store.delete_template(template_id)
+
+    def embedders(self) -> list[EmbedderKey]:
+        return self.store.embedders()
+
+    def __len__(self) -> int:
+        """Number of templates."""
+        return sum(p.n_templates for p in self.people())
+
+    # -- search -------------------------------------------------------------------------------
+
+    def _index(self, key: EmbedderKey) -> tuple[MatchIndex, dict[int, str]]:
+        """The search index of one embedder and the people's names, rebuilt only when the store has
+        changed since (any process's write changes the generation)."""
+        generation = self.store.generation()
+        with self._lock:
+            cached = self._indexes.get(key)
+            if cached is None or cached[0] != generation or cached[1].combine != self.combine:
+                names = {p.id: p.name for p in self.people()}
+                cached = (generation, MatchIndex(self.store.matrix(key), self.combine), names)
+                self._indexes[key] = cached
+            return cached[1], cached[2]
+
+    def search(
+        self, embeddings: np.ndarray, embedder: EmbedderKey, top_k: int = 1
+    ) -> list[tuple[Candidate, ...]]:
+        """The ``top_k`` nearest people of each embedding (nearest first); empty tuples if nobody is
+        enrolled. Templates of another embedder are never compared: a gallery holding only those raises."""
+        queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        index, names = self._index(embedder)
+        if not len(index):
+            others = [k for k in self.embedders() if k != embedder]
+            if others:
+                raise GalleryError(
+                    f"{self.location}: the gallery holds templates of {', '.join(map(str, others))}, "
+                    f"not of {embedder}; embeddings of different embedders cannot be compared "
+                    "(re-enrol the people with this embedder, or use the one the gallery was built with)"
+                )
+            return [() for _ in queries]
+        if queries.shape[1] != index.dim:
+            raise GalleryError(
+                f"{self.location}: query embeddings have {queries.shape[1]} dimensions, "
+                f"the {embedder} templates {index.dim}"
+            )
+        ids, dists = index.search(queries, top_k)
+        return [
+            tuple(
+                Candidate(int(i), names.get(int(i), "?"), float(d)) for i, d in zip(row_i, row_d, strict=True)
+            )
+            for row_i, row_d in zip(ids, dists, strict=True)
+        ]
+
+    # -- thresholds ---------------------------------------------------------------------------
+
+    def set_threshold(self, embedder: str, threshold: float | None) -> None:
+        """This gallery's own threshold for an embedder (None: back to the calibrated default)."""
+        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+            raise GalleryError(f"{self.location}: threshold must be a positive number, got {threshold}")
+        self.store.set_setting(f"threshold:{embedder}", None if threshold is None else repr(float(threshold)))
+
+    def save_calibration(self, calibration: Calibration) -> None:
+        self.store.set_setting(f"calibration:{calibration.embedder}", calibration.to_json())
+
+    def calibration(self, embedder: str, embedder_threshold: float | None = None) -> Calibration:
+        """The calibration in force: stored in this gallery, else built in, else a fallback centred on
+        the embedder's own threshold. A gallery threshold setting overrides its threshold."""
+        stored = self.store.get_setting(f"calibration:{embedder}")
+        if stored is not None:
+            cal = Calibration.from_json(stored)
+        else:
+            cal = builtin_calibration(embedder)
+            if cal is None:
+                if embedder_threshold is None:
+                    raise GalleryError(f"no calibrated threshold for embedder {embedder!r}; pass one")
+                cal = fallback_calibration(embedder, embedder_threshold)
+        override = self.store.get_setting(f"threshold:{embedder}")
+        if override is not None:
+            cal = replace(cal, threshold=float(override), far=math.nan, tar=math.nan)
+        return cal
+
+    # -- enrolment ----------------------------------------------------------------------------
+
+    def enroll_image(
+        self,
+        name: str,
+        image: ImageInput,
+        analyzer: FaceAnalyzer,
+        *,
+        face_index: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        reject_low_quality: bool = False,
+    ) -> EnrollResult:
+        """Enrol the face of ``image`` as ``name`` (see :func:`faceprint.gallery.enrollment.enroll_image`)."""
+        from faceprint.gallery.enrollment import enroll_image
+
+        return enroll_image(
+            self,
+            name,
+            image,
+            analyzer,
+            face_index=face_index,
+            metadata=metadata,
+            reject_low_quality=reject_low_quality,
+        )
+
+    def enroll_dir(
+        self,
+        root: Path | str,
+        analyzer: FaceAnalyzer,
+        *,
+        reject_low_quality: bool = False,
+        progress: Callable[[EnrollResult, int, int], None] | None = None,
+    ) -> EnrollReport:
+        """Enrol a PEOPLE/NAME/*.jpg folder (see :func:`faceprint.gallery.enrollment.enroll_dir`)."""
+        from faceprint.gallery.enrollment import enroll_dir
+
+        return enroll_dir(self, root, analyzer, reject_low_quality=reject_low_quality, progress=progress)
+
+    # -- export / import ----------------------------------------------------------------------
+
+    def export_json(self, path: Path | str) -> int:
+        """Write every person and template to a portable JSON file; returns the number of templates."""
+        people = []
+        count = 0
+        by_person: dict[int, list[dict[str, Any]]] = {}
+        for t in self.store.templates():
+            by_person.setdefault(t.person_id, []).append(
+                {
+                    "embedder": t.embedder.name,
+                    "embedder_version": t.embedder.version,
+                    "embedding": base64.b64encode(t.embedding.astype("<f4").tobytes()).decode("ascii"),
+                    "source_path": t.source_path,
+                    "content_hash": t.content_hash,
+                    "detection_score": t.detection_score,
+                    "face_size": t.face_size,
+                    "quality_flags": list(t.quality_flags),
+                    "created": t.created,
+                }
+            )
+            count += 1
+        for p in self.people():
+            people.append({"name": p.name, "metadata": p.metadata, "templates": by_person.get(p.id, [])})
+        doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "people": people}
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(doc, indent=1))
+            tmp.replace(path)
+        except OSError as err:
+            raise GalleryError(f"{path}: cannot write the export ({err.strerror or err})") from err
+        return count
+
+    def import_json(self, path: Path | str) -> int:
+        """Add the people and templates of an export (people matched by name; duplicates skipped), in one
+        transaction; returns the number of templates added."""
+        path = Path(path)
+        try:
+            doc = json.loads(Path(path).read_text())
+        except OSError as err:
+            raise GalleryError(f"{path}: cannot read ({err.strerror or err})") from err
+        except ValueError as err:
+            raise GalleryError(f"{path}: not a faceprint gallery export (invalid JSON: {err})") from err
+        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+            raise GalleryError(f"{path}: not a faceprint gallery export")
+        if doc.get("version") != EXPORT_VERSION:
+            raise GalleryError(f"{path}: export version {doc.get('version')} is not supported")
+        added = 0
+        try:
+            with self.store.transaction():
+                for entry in doc["people"]:
+                    person = self.find(entry["name"])
+                    pid = person.id if person else self.add_person(entry["name"], entry.get("metadata"))
+                    for t in entry["templates"]:
+                        vector = np.frombuffer(base64.b64decode(t["embedding"]), dtype="<f4")
+                        added += (
+                            self.add_template(
+                                pid,
+                                vector,
+                                embedder=t["embedder"],
+                                embedder_version=t["embedder_version"],
+                                source_path=t.get("source_path"),
+                                content_hash=t.get("content_hash"),
+                                score=t.get("detection_score"),
+                                face_size=t.get("face_size"),
+                                quality_flags=t.get("quality_flags", ()),
+                            )
+                            is not None
+                        )
+        except (KeyError, TypeError, ValueError) as err:
+            raise GalleryError(f"{path}: malformed gallery export ({type(err).__name__}: {err})") from err
+        return added
+
+
+def clean_name(name: str) -> str:
+    cleaned = " ".join(str(name).split())
+    if not cleaned:
+        raise GalleryError("a person's name cannot be empty")
+    if cleaned.lower() == "unknown":
+        raise GalleryError("'unknown' is reserved for faces that match nobody; choose another name")
+    return cleaned

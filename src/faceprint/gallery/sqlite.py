@@ -1,0 +1,401 @@
+"""The default gallery store: one SQLite file (stdlib sqlite3), WAL journal, versioned schema.
+
+Why these settings:
+- WAL lets readers search while one writer enrols, and a ``kill -9`` at any point leaves the last
+  committed state (every enrolment is one transaction).
+- ``secure_delete`` overwrites deleted rows with zeros and a TRUNCATE checkpoint after a deletion empties
+  the WAL, so deleting a person leaves none of their biometric bytes in the files.
+- ``application_id`` marks the file as a faceprint gallery and ``user_version`` holds the schema
+  version, so a foreign SQLite database or one from a newer faceprint is refused with a clear error
+  instead of being altered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceprint.errors import GalleryError
+from faceprint.gallery.store import EmbedderKey, NewTemplate, Person, Template, TemplateMatrix
+
+APPLICATION_ID = 0x46505254  # "FPRT"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _schema_v1(db: sqlite3.Connection) -> None:
+    # Statement by statement: executescript() would commit the migration's transaction halfway.
+    _run_script(
+        db,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE people (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created REAL NOT NULL
+        );
+        CREATE TABLE templates (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+            embedder TEXT NOT NULL,
+            embedder_version TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            embedding BLOB NOT NULL,
+            source_path TEXT,
+            content_hash TEXT,
+            detection_score REAL,
+            face_size REAL,
+            quality_flags TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            UNIQUE (person_id, content_hash, embedder, embedder_version)
+        );
+        CREATE INDEX templates_by_embedder ON templates (embedder, embedder_version);
+        CREATE INDEX templates_by_hash ON templates (content_hash);
+        INSERT INTO meta (key, value) VALUES ('generation', '0');
+        """,
+    )
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    for statement in filter(str.strip, script.split(";")):
+        db.execute(statement)
+
+
+# MIGRATIONS[i] takes a database at schema version i to version i + 1, inside one transaction.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SQLiteStore:
+    """``GalleryStore`` on one SQLite file; safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._purge_pending = False
+        _check_header(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE) in transaction().
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except (sqlite3.Error, OSError) as err:
+            raise GalleryError(f"{self.path}: cannot open the gallery ({err})") from err
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA secure_delete = ON")
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._check_identity()
+            if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                raise GalleryError(f"{self.path}: the file system does not support SQLite's WAL mode")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise GalleryError(f"{self.path}: damaged gallery database ({err})") from err
+        except GalleryError:
+            self._db.close()
+            raise
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _check_identity(self) -> None:
+        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        n_tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and version == 0 and n_tables == 0:
+            return  # a new, empty file: _migrate creates the schema
+        if app_id != APPLICATION_ID:
+            raise GalleryError(
+                f"{self.path}: not a faceprint gallery (a SQLite database of another application); "
+                "choose another --gallery path"
+            )
+        if version > SCHEMA_VERSION:
+            raise GalleryError(
+                f"{self.path}: gallery schema version {version} is newer than this faceprint supports "
+                f"({SCHEMA_VERSION}); upgrade faceprint"
+            )
+
+    def _migrate(self) -> None:
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # up to date: no write lock, so opening never waits for a busy writer
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # Read again inside the write lock: another process may have migrated meanwhile.
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                for step in range(version, SCHEMA_VERSION):
+                    MIGRATIONS[step](self._db)
+                if version < SCHEMA_VERSION:
+                    self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+                if outer:
+                    self._execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+                    self._execute("COMMIT")
+                    if self._purge_pending:
+                        self._purge_wal()
+            except BaseException:
+                if outer:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth -= 1
+                if outer:
+                    self._purge_pending = False
+
+    def _execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.OperationalError as err:
+            raise GalleryError(f"{self.path}: {err}") from err
+        except sqlite3.DatabaseError as err:
+            raise GalleryError(f"{self.path}: damaged gallery database ({err})") from err
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._execute(sql, params).fetchall()
+
+    # -- people -------------------------------------------------------------------------------
+
+    def add_person(self, name: str, metadata: dict[str, Any] | None = None) -> int:
+        with self.transaction():
+            try:
+                cur = self._execute(
+                    "INSERT INTO people (name, metadata, created) VALUES (?, ?, ?)",
+                    (name, json.dumps(metadata or {}), time.time()),
+                )
+            except sqlite3.IntegrityError as err:
+                raise GalleryError(f"{self.path}: a person named {name!r} already exists") from err
+            return int(cur.lastrowid)
+
+    def _people(self, where: str = "", params: tuple = ()) -> list[Person]:
+        rows = self._query(
+            "SELECT p.id, p.name, p.metadata, p.created, count(t.id) FROM people p "
+            f"LEFT JOIN templates t ON t.person_id = p.id {where} GROUP BY p.id ORDER BY p.name",
+            params,
+        )
+        return [Person(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    def get_person(self, person_id: int) -> Person | None:
+        found = self._people("WHERE p.id = ?", (person_id,))
+        return found[0] if found else None
+
+    def find_person(self, name: str) -> Person | None:
+        found = self._people("WHERE p.name = ?", (name,))
+        return found[0] if found else None
+
+    def people(self) -> list[Person]:
+        return self._people()
+
+    def rename_person(self, person_id: int, new_name: str) -> None:
+        with self.transaction():
+            try:
+                self._execute("UPDATE people SET name = ? WHERE id = ?", (new_name, person_id))
+            except sqlite3.IntegrityError as err:
+                raise GalleryError(f"{self.path}: a person named {new_name!r} already exists") from err
+
+    def set_metadata(self, person_id: int, metadata: dict[str, Any]) -> None:
+        with self.transaction():
+            self._execute("UPDATE people SET metadata = ? WHERE id = ?", (json.dumps(metadata), person_id))
+
+    def move_templates(self, from_person: int, to_person: int) -> int:
+        with self.transaction():
+            moved = self._execute(
+                "UPDATE OR IGNORE templates SET person_id = ? WHERE person_id = ?", (to_person, from_person)
+            ).rowcount
+            # What is left is what the target already had (same content and embedder).
+            self._execute("DELETE FROM templates WHERE person_id = ?", (from_person,))
+        return moved
+
+    def delete_person(self, person_id: int) -> int:
+        with self.transaction():
+            n = self._execute("SELECT count(*) FROM templates WHERE person_id = ?", (person_id,)).fetchone()[
+                0
+            ]
+            self._execute("DELETE FROM people WHERE id = ?", (person_id,))  # templates: ON DELETE CASCADE
+        self._purge_wal()
+        return int(n)
+
+    def _purge_wal(self) -> None:
+        """Fold the WAL into the main file and truncate it, so old page images of deleted rows go away
+        (deferred to the end of the outermost transaction)."""
+        with self._lock:
+            if self._depth:
+                self._purge_pending = True
+            else:
+                self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- templates ----------------------------------------------------------------------------
+
+    def add_template(self, template: NewTemplate) -> int | None:
+        vector = np.ascontiguousarray(template.embedding, dtype="<f4").ravel()
+        with self.transaction():
+            row = self._execute(
+                "SELECT dim FROM templates WHERE embedder = ? AND embedder_version = ? LIMIT 1",
+                (template.embedder.name, template.embedder.version),
+            ).fetchone()
+            if row is not None and row[0] != vector.size:
+                raise GalleryError(
+                    f"{self.path}: {template.embedder} templates have {row[0]} dimensions, "
+                    f"this one has {vector.size}"
+                )
+            cur = self._execute(
+                "INSERT OR IGNORE INTO templates (person_id, embedder, embedder_version, dim, embedding, "
+                "source_path, content_hash, detection_score, face_size, quality_flags, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    template.person_id,
+                    template.embedder.name,
+                    template.embedder.version,
+                    vector.size,
+                    vector.tobytes(),
+                    template.source_path,
+                    template.content_hash,
+                    template.detection_score,
+                    template.face_size,
+                    ",".join(template.quality_flags),
+                    time.time(),
+                ),
+            )
+            return int(cur.lastrowid) if cur.rowcount else None
+
+    def find_template(self, person_id: int, content_hash: str, embedder: EmbedderKey) -> int | None:
+        rows = self._query(
+            "SELECT id FROM templates WHERE person_id = ? AND content_hash = ? AND embedder = ? "
+            "AND embedder_version = ?",
+            (person_id, content_hash, embedder.name, embedder.version),
+        )
+        return rows[0][0] if rows else None
+
+    def owners_of(self, content_hash: str, embedder: EmbedderKey) -> list[int]:
+        rows = self._query(
+            "SELECT DISTINCT person_id FROM templates WHERE content_hash = ? AND embedder = ? "
+            "AND embedder_version = ?",
+            (content_hash, embedder.name, embedder.version),
+        )
+        return [r[0] for r in rows]
+
+    def templates(self, person_id: int | None = None) -> Iterator[Template]:
+        where, params = ("WHERE person_id = ?", (person_id,)) if person_id is not None else ("", ())
+        rows = self._query(
+            "SELECT id, person_id, embedder, embedder_version, embedding, source_path, content_hash, "
+            f"detection_score, face_size, quality_flags, created FROM templates {where} ORDER BY id",
+            params,
+        )
+        for r in rows:
+            yield Template(
+                id=r[0],
+                person_id=r[1],
+                embedder=EmbedderKey(r[2], r[3]),
+                embedding=np.frombuffer(r[4], dtype="<f4").astype(np.float32),
+                source_path=r[5],
+                content_hash=r[6],
+                detection_score=r[7],
+                face_size=r[8],
+                quality_flags=tuple(f for f in r[9].split(",") if f),
+                created=r[10],
+            )
+
+    def delete_template(self, template_id: int) -> bool:
+        with self.transaction():
+            gone = self._execute("DELETE FROM templates WHERE id = ?", (template_id,)).rowcount > 0
+        self._purge_wal()
+        return gone
+
+    def embedders(self) -> list[EmbedderKey]:
+        rows = self._query("SELECT DISTINCT embedder, embedder_version FROM templates ORDER BY 1, 2")
+        return [EmbedderKey(*r) for r in rows]
+
+    def matrix(self, embedder: EmbedderKey) -> TemplateMatrix:
+        rows = self._query(
+            "SELECT id, person_id, dim, embedding FROM templates WHERE embedder = ? AND embedder_version = ? "
+            "ORDER BY id",
+            (embedder.name, embedder.version),
+        )
+        dims = {r[2] for r in rows}
+        if len(dims) > 1:
+            raise GalleryError(f"{self.path}: templates of {embedder} have different sizes {sorted(dims)}")
+        dim = dims.pop() if dims else 0
+        vectors = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").astype(np.float32)
+        return TemplateMatrix(
+            embedder,
+            np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+            np.fromiter((r[1] for r in rows), np.int64, len(rows)),
+            np.ascontiguousarray(vectors.reshape(len(rows), dim)),
+        )
+
+    # -- settings and bookkeeping -------------------------------------------------------------
+
+    def generation(self) -> int:
+        return int(self._query("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+
+    def get_setting(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (f"setting:{key}",))
+        return rows[0][0] if rows else None
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        with self.transaction():
+            if value is None:
+                self._execute("DELETE FROM meta WHERE key = ?", (f"setting:{key}",))
+            else:
+                self._execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"setting:{key}", value)
+                )
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own consistency check; ``["ok"]`` when the file is sound."""
+        return [r[0] for r in self._query("PRAGMA integrity_check")]
+
+    def vacuum(self) -> None:
+        """Rebuild the file compactly (also drops freed pages)."""
+        with self._lock:
+            self._execute("VACUUM")
+        self._purge_wal()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a non-empty file that is not SQLite before sqlite3 gets to treat it as anything."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        if path.is_dir():
+            raise GalleryError(f"{path}: is a folder; give the path of a gallery file")
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise GalleryError(f"{path}: cannot read the gallery file ({err.strerror or err})") from err
+    if head != SQLITE_HEADER:
+        raise GalleryError(f"{path}: not a gallery database (the file is damaged or of another kind)")

@@ -1,0 +1,132 @@
+"""The gallery's storage interface: people, templates and settings behind a small protocol.
+
+The SQLite implementation (``sqlite.py``) is the default; another backend (e.g. PostgreSQL) implements
+the same protocol and the ``Gallery`` facade, matching and enrolment work on it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0  # Unix time
+    n_templates: int = 0
+
+
+@dataclass(frozen=True)
+class EmbedderKey:
+    """Which embedder produced a vector; vectors of different keys are never compared."""
+
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+@dataclass(frozen=True)
+class Template:
+    """One enrolled face of a person."""
+
+    id: int
+    person_id: int
+    embedder: EmbedderKey
+    embedding: np.ndarray = field(repr=False)  # (D,) float32, L2-normalised
+    source_path: str | None = None
+    content_hash: str | None = None  # SHA-256 of the source file's bytes (or of the pixels)
+    detection_score: float | None = None
+    face_size: float | None = None  # shorter side of the detection box, in pixels
+    quality_flags: tuple[str, ...] = ()
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class TemplateMatrix:
+    """Every template of one embedder as arrays, for vectorised search."""
+
+    embedder: EmbedderKey
+    template_ids: np.ndarray  # (N,) int64
+    person_ids: np.ndarray  # (N,) int64
+    embeddings: np.ndarray  # (N, D) float32, C-contiguous
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    """What ``add_template`` stores (the id and creation time are assigned by the store)."""
+
+    person_id: int
+    embedder: EmbedderKey
+    embedding: np.ndarray = field(repr=False)
+    source_path: str | None = None
+    content_hash: str | None = None
+    detection_score: float | None = None
+    face_size: float | None = None
+    quality_flags: tuple[str, ...] = ()
+
+
+class GalleryStore(Protocol):
+    """Persistence of people and templates. Methods raise ``GalleryError`` with the store's location."""
+
+    location: str
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group writes: all of them happen or none (nested calls join the outer transaction)."""
+        ...
+
+    def add_person(self, name: str, metadata: dict[str, Any] | None = None) -> int: ...
+
+    def get_person(self, person_id: int) -> Person | None: ...
+
+    def find_person(self, name: str) -> Person | None: ...
+
+    def people(self) -> list[Person]: ...
+
+    def rename_person(self, person_id: int, new_name: str) -> None: ...
+
+    def set_metadata(self, person_id: int, metadata: dict[str, Any]) -> None: ...
+
+    def move_templates(self, from_person: int, to_person: int) -> int:
+        """Reassign templates (dropping those the target already has); returns how many moved."""
+        ...
+
+    def delete_person(self, person_id: int) -> int:
+        """Delete the person and every template, leaving no trace of them; returns templates deleted."""
+        ...
+
+    def add_template(self, template: NewTemplate) -> int | None:
+        """Store a template; None when the person already has one from the same content and embedder."""
+        ...
+
+    def find_template(self, person_id: int, content_hash: str, embedder: EmbedderKey) -> int | None: ...
+
+    def owners_of(self, content_hash: str, embedder: EmbedderKey) -> list[int]:
+        """Ids of the people who have a template from this content and embedder."""
+        ...
+
+    def templates(self, person_id: int | None = None) -> Iterator[Template]: ...
+
+    def delete_template(self, template_id: int) -> bool: ...
+
+    def embedders(self) -> list[EmbedderKey]: ...
+
+    def matrix(self, embedder: EmbedderKey) -> TemplateMatrix: ...
+
+    def generation(self) -> int:
+        """A number that changes whenever the store's content changes (cheap to read)."""
+        ...
+
+    def get_setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str | None) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,116 @@
+"""The gallery commands end to end, and a kill -9 in the middle of `faceprint enroll-dir`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from faceprint.cli import main
+from faceprint.gallery import Gallery
+from faceprint.io import load_image
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of `faceprint ARGS`."""
+    capsys.readouterr()
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_identify_and_people_commands(
+    enrolled: Path, tmp_path: Path, knn_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    shutil.copy(enrolled, tmp_path / "g.sqlite3")
+    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    group = knn_dir / "test" / "obama_and_biden.jpg"
+    args = ["identify", str(group), "--json", "--top-k", "2", "--draw", str(tmp_path / "drawn"), *gallery]
+    code, out, _ = run(args, capsys)
+    faces = json.loads(out)["faces"]
+    assert code == 0 and sorted(f["name"] for f in faces) == ["biden", "obama", "unknown"]
+    assert all(len(f["candidates"]) == 2 for f in faces)
+    assert all(f["confidence"] > 0.5 for f in faces if f["name"] != "unknown")
+    assert load_image(tmp_path / "drawn" / "obama_and_biden.jpg").shape == load_image(group).shape
+
+    code, out, _ = run(["people", "list", "--json", *gallery], capsys)
+    assert sorted((p["name"], p["templates"]) for p in json.loads(out)) == [("biden", 1), ("obama", 1)]
+    assert run(["people", "rename", "obama", "Barack Obama", *gallery], capsys)[0] == 0
+    code, out, _ = run(["people", "show", "Barack Obama", *gallery], capsys)
+    assert code == 0 and "obama.jpg" in out
+    assert run(["people", "delete", "Barack Obama", "--yes", *gallery], capsys)[0] == 0
+    code, out, _ = run(["people", "list", "--json", *gallery], capsys)
+    assert [p["name"] for p in json.loads(out)] == ["biden"]
+    code, _, err = run(["people", "show", "Barack Obama", *gallery], capsys)
+    assert code == 1 and "no person 'Barack Obama'" in err
+
+
+def test_enroll_refusal_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from skimage import data
+
+    cup = tmp_path / "cup.png"
+    cv2.imwrite(str(cup), data.coffee()[:, :, ::-1])
+    code, out, _ = run(["enroll", "someone", str(cup), "--gallery", str(tmp_path / "g.sqlite3")], capsys)
+    assert code == 1 and "refused" in out and "no face found" in out
+
+
+def test_foreign_gallery_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("shopping list\n")
+    code, _, err = run(["people", "list", "--gallery", str(bad)], capsys)
+    assert code == 1 and f"{bad}: not a gallery database" in err
+
+
+@pytest.mark.slow
+def test_kill_9_during_enroll_dir_then_rerun_completes(tmp_path: Path, lfw_people, analyzer) -> None:
+    people = lfw_people({"Colin_Powell": 3, "Tony_Blair": 3, "Donald_Rumsfeld": 3})
+    path = tmp_path / "g.sqlite3"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from faceprint.cli import main; main()",
+            "enroll-dir",
+            str(people),
+            "--gallery",
+            str(path),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists():
+                with Gallery.open(path) as g:
+                    if len(g) >= 2:
+                        break
+            time.sleep(0.2)
+        assert proc.poll() is None, "enroll-dir finished before it could be interrupted"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with Gallery.open(path) as g:
+        assert g.store.integrity_check() == ["ok"]
+        interrupted = len(g)
+        assert 2 <= interrupted < 9
+        report = g.enroll_dir(people, analyzer)
+        assert len(report.skipped) == interrupted
+        assert len(g) == len(report.enrolled) + interrupted == 9 - len(report.refused)
+        hashes = [t.content_hash for t in g.templates()]
+        assert len(hashes) == len(set(hashes))

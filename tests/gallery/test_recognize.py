@@ -1,0 +1,162 @@
+"""Enrolment policy and identification on real photos through the default pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faceprint.gallery import Gallery
+from faceprint.io import load_image
+from faceprint.recognizer import Recognizer
+
+
+def lfw(lfw_dir: Path, name: str, number: int = 1) -> Path:
+    return lfw_dir / name / f"{name}_{number:04d}.jpg"
+
+
+def test_identify_names_both_people_of_a_group_photo(enrolled: Path, knn_dir: Path, analyzer) -> None:
+    with Gallery.open(enrolled) as g:
+        matches = Recognizer(g, analyzer).identify(knn_dir / "test" / "obama_and_biden.jpg", top_k=2)
+        threshold = g.calibration("dlib-resnet").threshold
+    # Left to right: Biden, Obama, and a child in the corner who is nobody we know.
+    by_x = sorted(matches, key=lambda m: m.face.box[0])
+    assert [m.name for m in by_x] == ["biden", "obama", "unknown"]
+    for m in by_x[:2]:
+        assert m.known and m.distance <= threshold and 0.5 < m.confidence <= 1.0
+        # The runner-up is the other person, farther away.
+        assert m.candidates[1].name not in (m.name, "unknown")
+        assert m.candidates[1].distance > m.distance
+    child = by_x[2]
+    assert child.person_id is None and child.distance > threshold and child.confidence < 0.5
+
+
+def test_unenrolled_people_are_unknown(enrolled: Path, tmp_path: Path, knn_dir: Path, analyzer) -> None:
+    with Gallery.open(enrolled) as g:
+        recognizer = Recognizer(g, analyzer)
+        matches = recognizer.identify(knn_dir / "test" / "kit_with_rose.jpg")
+        assert len(matches) == 2
+        assert all(m.name == "unknown" and not m.known and m.confidence < 0.5 for m in matches)
+        # The threshold decides: a lax one per call turns the nearest stranger into a (wrong) match.
+        faces = [m.face for m in matches]
+        assert all(m.known for m in recognizer.match_faces(faces, threshold=1.5))
+    with Gallery.open(tmp_path / "empty.sqlite3") as empty:
+        for m in Recognizer(empty, analyzer).match_faces(faces):
+            assert m.name == "unknown" and m.distance == float("inf") and m.candidates == ()
+
+
+def test_verify_same_and_different(enrolled: Path, lfw_dir: Path, analyzer) -> None:
+    with Gallery.open(enrolled) as g:
+        recognizer = Recognizer(g, analyzer)
+        same = recognizer.verify(lfw(lfw_dir, "Colin_Powell", 1), lfw(lfw_dir, "Colin_Powell", 5))
+        diff = recognizer.verify(lfw(lfw_dir, "Colin_Powell", 1), lfw(lfw_dir, "Tony_Blair", 5))
+    assert same.same and not diff.same
+    assert same.distance < same.threshold < diff.distance
+    assert same.confidence > 0.9 and diff.confidence < same.confidence
+
+
+def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analyzer) -> None:
+    from skimage import data
+
+    blair, powell = load_image(lfw(lfw_dir, "Tony_Blair")), load_image(lfw(lfw_dir, "Colin_Powell"))
+    side_by_side = np.hstack([blair, powell])
+    # A big face with a far smaller one in the corner (a bystander): the big one is enrolled.
+    with_bystander = cv2.resize(blair, None, fx=2, fy=2)
+    with_bystander[-90:, -90:] = cv2.resize(powell, (90, 90), interpolation=cv2.INTER_AREA)
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        several = g.enroll_image("blair", side_by_side, analyzer)
+        assert several.status == "refused" and several.reason.startswith("2 faces found")
+        no_face = g.enroll_image("coffee", data.coffee(), analyzer)
+        assert no_face.status == "refused" and no_face.reason == "no face found"
+        broken = tmp_path / "broken.jpg"
+        broken.write_bytes(b"\xff\xd8 not really a jpeg")
+        unreadable = g.enroll_image("x", broken, analyzer)
+        assert unreadable.status == "refused" and str(broken) in unreadable.reason
+        assert g.people() == []
+
+        main = g.enroll_image("blair", with_bystander, analyzer)
+        assert main.status == "enrolled" and "ignored 1 much smaller face" in main.reason
+
+        # Picking the right-hand face of the pair enrols Powell, not Blair.
+        faces = analyzer.analyze(side_by_side)
+        right = int(np.argmax([f.box[0] for f in faces]))
+        picked = g.enroll_image("powell", side_by_side, analyzer, face_index=right)
+        assert picked.status == "enrolled"
+        (blair_t,) = g.templates("blair")
+        (powell_t,) = g.templates("powell")
+        assert np.linalg.norm(powell_t.embedding - faces[right].embedding) < 1e-5
+        (powell_alone,) = analyzer.analyze(powell)
+        assert np.linalg.norm(powell_t.embedding - powell_alone.embedding) < 0.1
+        assert np.linalg.norm(blair_t.embedding - powell_alone.embedding) > 0.3
+
+        path = lfw(lfw_dir, "Tony_Blair", 2)
+        assert g.enroll_image("blair", path, analyzer).status == "enrolled"
+        again = g.enroll_image("blair", path, analyzer)
+        assert again.status == "skipped" and g.person("blair").n_templates == 2
+        other = g.enroll_image("not blair", path, analyzer)
+        assert other.status == "refused" and "already enrolled as 'blair'" in other.reason
+
+
+def test_quality_flags_small_and_blurry(tmp_path: Path, lfw_dir: Path, analyzer) -> None:
+    image = load_image(lfw(lfw_dir, "Tony_Blair"))
+    (face,) = analyzer.analyze(image)
+    # The face alone (LFW photos often show a bystander at the edge), shrunk to ~30 px in a grey frame.
+    x1, y1, x2, y2 = (round(v) for v in face.box)
+    margin = (x2 - x1) // 3
+    crop = image[max(0, y1 - margin) : y2 + margin, max(0, x1 - margin) : x2 + margin]
+    scale = 30 / (x2 - x1)
+    shrunk = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    small = np.full((120, 120, 3), 128, np.uint8)
+    small[30 : 30 + shrunk.shape[0], 30 : 30 + shrunk.shape[1]] = shrunk
+    blurry = cv2.GaussianBlur(image, (0, 0), 4)
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        sharp = g.enroll_image("blair", image, analyzer)
+        assert sharp.status == "enrolled" and sharp.flags == ()
+        tiny = g.enroll_image("blair", small, analyzer)
+        assert tiny.status == "enrolled" and "small" in tiny.flags
+        assert g.templates("blair")[-1].quality_flags == tiny.flags
+        soft = g.enroll_image("blair", blurry, analyzer, reject_low_quality=True)
+        assert soft.status == "refused" and "blurry" in soft.flags
+        assert g.person("blair").n_templates == 2
+
+
+def test_enroll_dir_reports_refusals_and_resumes(tmp_path: Path, lfw_people, analyzer) -> None:
+    from skimage import data
+
+    root = lfw_people({"Tony_Blair": 2, "Colin_Powell": 2})
+    (root / "Coffee").mkdir()
+    cv2.imwrite(str(root / "Coffee" / "cup.png"), data.coffee()[:, :, ::-1])
+    seen = []
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        report = g.enroll_dir(root, analyzer, progress=lambda r, i, n: seen.append((i, n)))
+        assert seen == [(i, 5) for i in range(1, 6)]
+        assert len(report.enrolled) == 4
+        assert [(r.name, r.reason) for r in report.refused] == [("Coffee", "no face found")]
+        assert [(p.name, p.n_templates) for p in g.people()] == [("Colin_Powell", 2), ("Tony_Blair", 2)]
+        again = g.enroll_dir(root, analyzer)
+        assert len(again.skipped) == 4 and not again.enrolled and len(again.refused) == 1
+
+
+def test_several_templates_per_person_either_combination(
+    tmp_path: Path, lfw_people, lfw_dir: Path, analyzer
+) -> None:
+    path = tmp_path / "g.sqlite3"
+    with Gallery.open(path) as g:
+        g.enroll_dir(lfw_people({"Tony_Blair": 3, "Colin_Powell": 3}), analyzer)
+    names = ["Tony_Blair", "Colin_Powell"]
+    probes = [analyzer.analyze(lfw(lfw_dir, name, 4))[0] for name in names]
+    templates = {name: np.stack([t.embedding for t in Gallery.open(path).templates(name)]) for name in names}
+    for combine in ("nearest", "mean"):
+        with Gallery.open(path, combine=combine) as g:
+            matches = Recognizer(g, analyzer).match_faces(probes, top_k=2)
+        assert [m.candidates[0].name for m in matches] == names
+        for probe, m in zip(probes, matches, strict=True):
+            own = templates[m.candidates[0].name]
+            if combine == "nearest":
+                want = np.linalg.norm(own - probe.embedding, axis=1).min()
+            else:
+                centre = own.sum(axis=0) / np.linalg.norm(own.sum(axis=0))
+                want = np.linalg.norm(centre - probe.embedding)
+            assert m.distance == pytest.approx(want, abs=1e-4)

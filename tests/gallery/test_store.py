@@ -1,0 +1,256 @@
+"""Gallery store behaviour on synthetic unit vectors: people, dedup, rename/merge/delete, export/import,
+embedder separation, schema checks and erasure of deleted biometric data."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceprint.errors import GalleryError
+from faceprint.gallery import EmbedderKey, Gallery
+from faceprint.gallery.sqlite import SCHEMA_VERSION
+
+EMB = {"embedder": "dlib-resnet", "embedder_version": "1"}
+KEY = EmbedderKey("dlib-resnet", "1")
+
+
+def unit(rng: np.random.Generator, n: int = 1, dim: int = 128) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture()
+def gallery(tmp_path: Path):
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        yield g
+
+
+def test_people_and_templates_round_trip(gallery: Gallery) -> None:
+    rng = np.random.default_rng(0)
+    alice = gallery.add_person("Alice", {"team": "red"})
+    vectors = unit(rng, 3)
+    ids = [
+        gallery.add_template(alice, v, content_hash=f"h{i}", score=0.99, face_size=80, **EMB)
+        for i, v in enumerate(vectors)
+    ]
+    assert len(set(ids)) == 3 and None not in ids
+    person = gallery.person("Alice")
+    assert (person.id, person.n_templates, person.metadata) == (alice, 3, {"team": "red"})
+    stored = gallery.templates("Alice")
+    np.testing.assert_allclose(np.stack([t.embedding for t in stored]), vectors, atol=1e-7)
+    assert stored[0].embedder == KEY and stored[0].face_size == 80
+
+
+def test_same_content_is_not_duplicated(gallery: Gallery) -> None:
+    v = unit(np.random.default_rng(1))[0]
+    pid = gallery.add_person("Bob")
+    assert gallery.add_template(pid, v, content_hash="same", **EMB) is not None
+    assert gallery.add_template(pid, v, content_hash="same", **EMB) is None
+    assert gallery.person("Bob").n_templates == 1
+
+
+def test_duplicate_name_and_reserved_name_are_refused(gallery: Gallery) -> None:
+    gallery.add_person("Carol")
+    with pytest.raises(GalleryError, match="already exists"):
+        gallery.add_person("Carol")
+    with pytest.raises(GalleryError, match="reserved"):
+        gallery.add_person("Unknown")
+
+
+def test_search_finds_nearest_person_with_distances(gallery: Gallery) -> None:
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 20)
+    for i, v in enumerate(vectors):
+        pid = gallery.add_person(f"p{i}")
+        gallery.add_template(pid, v, content_hash=str(i), **EMB)
+    probe = vectors[7] + 0.05 * unit(rng)[0]
+    probe /= np.linalg.norm(probe)
+    (cands,) = gallery.search(probe, KEY, top_k=3)
+    assert cands[0].name == "p7"
+    expected = np.sort(np.linalg.norm(vectors - probe, axis=1))[:3]
+    np.testing.assert_allclose([c.distance for c in cands], expected, atol=1e-5)
+
+
+def test_nearest_and_mean_combination_differ_as_defined(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    a, b, probe = unit(rng, 3)
+    for combine in ("nearest", "mean"):
+        with Gallery.open(tmp_path / f"{combine}.sqlite3", combine=combine) as g:
+            pid = g.add_person("x")
+            g.add_template(pid, a, content_hash="a", **EMB)
+            g.add_template(pid, b, content_hash="b", **EMB)
+            (cands,) = g.search(probe, KEY)
+            if combine == "nearest":
+                want = min(np.linalg.norm(a - probe), np.linalg.norm(b - probe))
+            else:
+                centre = (a + b) / np.linalg.norm(a + b)
+                want = np.linalg.norm(centre - probe)
+            assert cands[0].distance == pytest.approx(want, abs=1e-5)
+
+
+def test_templates_of_another_embedder_are_never_compared(gallery: Gallery) -> None:
+    v = unit(np.random.default_rng(4))[0]
+    gallery.add_template(
+        gallery.add_person("Dan"), v, content_hash="d", embedder="other-net", embedder_version="2"
+    )
+    with pytest.raises(GalleryError, match="different embedders cannot be compared"):
+        gallery.search(v, KEY)
+    with pytest.raises(GalleryError, match="dimensions"):
+        gallery.add_template(
+            "Dan",
+            unit(np.random.default_rng(5), dim=64)[0],
+            content_hash="e",
+            embedder="other-net",
+            embedder_version="2",
+        )
+
+
+def test_empty_gallery_gives_no_candidates(gallery: Gallery) -> None:
+    assert gallery.search(unit(np.random.default_rng(6)), KEY, top_k=3) == [()]
+
+
+def test_rename_merge_delete(gallery: Gallery) -> None:
+    rng = np.random.default_rng(7)
+    v = unit(rng, 3)
+    e1 = gallery.add_person("Eve", {"a": 1})
+    e2 = gallery.add_person("Eve B.", {"b": 2})
+    gallery.add_template(e1, v[0], content_hash="x", **EMB)
+    gallery.add_template(e2, v[0], content_hash="x", **EMB)  # the same image under both
+    gallery.add_template(e2, v[1], content_hash="y", **EMB)
+    gallery.rename("Eve", "Eve Smith")
+    merged = gallery.merge("Eve B.", "Eve Smith")
+    assert merged.id == e1 and merged.n_templates == 2 and merged.metadata == {"a": 1, "b": 2}
+    assert gallery.find("Eve B.") is None
+    assert gallery.delete("Eve Smith") == 2
+    assert gallery.people() == [] and gallery.templates() == []
+    with pytest.raises(GalleryError, match="no person"):
+        gallery.person("Eve Smith")
+
+
+def test_delete_leaves_no_biometric_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite3"
+    rng = np.random.default_rng(8)
+    secret = unit(rng)[0]
+    with Gallery.open(path) as g:
+        g.add_template(
+            g.add_person("Frank Secret"),
+            secret,
+            content_hash="f" * 64,
+            source_path="/photos/frank.jpg",
+            **EMB,
+        )
+        keep = g.add_person("Grace")
+        for i, v in enumerate(unit(rng, 50)):
+            g.add_template(keep, v, content_hash=f"g{i}", **EMB)
+        g.delete("Frank Secret")
+        db = sqlite3.connect(path)
+        assert db.execute("SELECT count(*) FROM people WHERE name LIKE 'Frank%'").fetchone() == (0,)
+        assert db.execute(
+            "SELECT count(*) FROM templates WHERE content_hash = ?", ("f" * 64,)
+        ).fetchone() == (0,)
+        db.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    needle = secret.astype("<f4").tobytes()
+    for fragment in (needle[:32], needle[-32:], b"Frank Secret", b"/photos/frank.jpg", b"f" * 64):
+        assert fragment not in raw
+
+
+def test_export_import_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    vectors = unit(rng, 4)
+    with Gallery.open(tmp_path / "a.sqlite3") as a:
+        for i, name in enumerate(["Hal", "Ivy"]):
+            pid = a.add_person(name, {"n": i})
+            a.add_template(pid, vectors[2 * i], content_hash=f"{i}a", **EMB)
+            a.add_template(pid, vectors[2 * i + 1], content_hash=f"{i}b", **EMB)
+        assert a.export_json(tmp_path / "out.json") == 4
+    with Gallery.open(tmp_path / "b.sqlite3") as b:
+        assert b.import_json(tmp_path / "out.json") == 4
+        assert b.import_json(tmp_path / "out.json") == 0  # already there
+        assert [(p.name, p.n_templates, p.metadata) for p in b.people()] == [
+            ("Hal", 2, {"n": 0}),
+            ("Ivy", 2, {"n": 1}),
+        ]
+        got = np.stack([t.embedding for t in b.templates()])
+        np.testing.assert_array_equal(got, vectors)
+    (tmp_path / "bad.json").write_text('{"format": "something-else"}')
+    with Gallery.open(tmp_path / "c.sqlite3") as c, pytest.raises(GalleryError, match=r"bad\.json"):
+        c.import_json(tmp_path / "bad.json")
+
+
+def test_damaged_file_is_refused_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite3"
+    with Gallery.open(path) as g:
+        for i, v in enumerate(unit(np.random.default_rng(10), 200)):
+            g.add_template(g.add_person(f"p{i}"), v, content_hash=str(i), **EMB)
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # the first page: schema and table roots
+    path.write_bytes(bytes(data))
+    with pytest.raises(GalleryError, match=re.escape(str(path))), Gallery.open(path) as g:
+        g.people()
+    path.write_bytes(b"this is a text file, not a gallery\n")
+    with pytest.raises(GalleryError, match=f"{re.escape(str(path))}.*not a gallery"):
+        Gallery.open(path)
+
+
+def test_foreign_and_newer_databases_are_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "other.db"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    db.commit()
+    db.close()
+    with pytest.raises(GalleryError, match="not a faceprint gallery"):
+        Gallery.open(foreign)
+    assert sqlite3.connect(foreign).execute("SELECT name FROM sqlite_master").fetchall() == [("invoices",)]
+
+    newer = tmp_path / "newer.sqlite3"
+    Gallery.open(newer).close()
+    db = sqlite3.connect(newer)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(GalleryError, match="newer"):
+        Gallery.open(newer)
+
+
+def test_thresholds_per_gallery_override_the_builtin(gallery: Gallery) -> None:
+    builtin = gallery.calibration("dlib-resnet")
+    assert 0 < builtin.threshold < 2
+    assert builtin.confidence(builtin.threshold - 0.2) > 0.5 > builtin.confidence(builtin.threshold + 0.4)
+    gallery.set_threshold("dlib-resnet", 0.3)
+    assert gallery.calibration("dlib-resnet").threshold == 0.3
+    gallery.set_threshold("dlib-resnet", None)
+    assert gallery.calibration("dlib-resnet").threshold == builtin.threshold
+    with pytest.raises(GalleryError, match="no calibrated threshold"):
+        gallery.calibration("mystery-net")
+    assert gallery.calibration("mystery-net", 0.8).threshold == 0.8
+
+
+def test_default_path_follows_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEPRINT_GALLERY", str(tmp_path / "env.sqlite3"))
+    with Gallery.open() as g:
+        g.add_person("Jo")
+    assert (tmp_path / "env.sqlite3").is_file()
+
+
+def test_calibration_threshold_at_far_and_confidence() -> None:
+    from faceprint.gallery.thresholds import calibrate
+
+    rng = np.random.default_rng(11)
+    same = rng.normal(0.30, 0.05, 5000)
+    diff = rng.normal(0.60, 0.07, 20000)
+    cal = calibrate(
+        np.r_[same, diff], np.r_[np.ones(5000, bool), np.zeros(20000, bool)], embedder="x", target_far=0.01
+    )
+    assert np.mean(diff <= cal.threshold) <= 0.01 < np.mean(diff <= cal.threshold + 0.01)
+    assert cal.tar == pytest.approx(np.mean(same <= cal.threshold))
+    # Balanced classes with equal spread would put P = 0.5 midway; here the wider different-person
+    # distribution pulls it a little toward the same-person side of 0.45.
+    assert 0.40 < cal.midpoint < 0.47
+    assert cal.confidence(cal.midpoint) == pytest.approx(0.5)
+    grid = cal.confidence(np.linspace(0, 2, 50))
+    assert np.all(np.diff(grid) < 0) and grid[0] > 0.99 and grid[-1] < 0.01
+    assert cal.confidence(float("inf")) == 0.0
