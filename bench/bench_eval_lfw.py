@@ -90,7 +90,7 @@ def verification_rows(results: list[dict], seconds: str) -> list[list[str]]:
     return rows
 
 
-HEADER = ["pipeline", "accuracy (10-fold)", "AUC", "EER", "TAR@1e-2", "TAR@1e-3", "no face", "seconds"]
+HEADER = ["pipeline", "accuracy (k-fold)", "AUC", "EER", "TAR@1e-2", "TAR@1e-3", "no face", "seconds"]
 
 
 def first_folds(pairs_file: Path, folds: int, out: Path) -> Path:

@@ -127,7 +127,7 @@ def pairs(
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """Verification on an LFW-format pairs file: 10-fold accuracy, ROC/AUC, EER, TAR@FAR."""
+    """Verification on an LFW-format pairs file: accuracy over its folds, ROC/AUC, EER, TAR@FAR."""
     from faceprint.evaluation.pairs import read_lfw_pairs
 
     pair_set = read_lfw_pairs(pairs_file, images)
@@ -177,8 +177,11 @@ def identify(
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """Open-set identification: gallery = first image of each person with 2+ images, probes = the rest
-    (people with one image are unknowns). Prints rank-1/rank-5 and DIR at FAR."""
+    """Open-set identification: rank-1/rank-5 (CMC) and DIR at FAR.
+
+    Gallery: the first image of each person with 2+ images; probes: their other images; every image of
+    a person with a single image is an unknown probe.
+    """
     from faceprint.evaluation.protocols import evaluate_identification
     from faceprint.evaluation.report import text_table, write_identification_report
 

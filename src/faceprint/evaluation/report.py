@@ -161,7 +161,7 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 def verification_rows(results: Sequence[VerificationResult]) -> tuple[list[str], list[list[str]]]:
     """The side-by-side table (one row per configuration)."""
     targets = sorted({p.target_far for r in results for p in r.metrics.tar_at_far}, reverse=True)
-    header = ["config", "accuracy (10-fold)", "best thr", "AUC", "EER"]
+    header = ["config", f"accuracy ({results[0].pairs.n_folds}-fold)", "best thr", "AUC", "EER"]
     header += [f"TAR@FAR={t:g} (FAR)" for t in targets] + ["no face", "seconds"]
     rows = []
     for r in results:

@@ -174,7 +174,12 @@ class EmbeddingRunner:
         settings = {
             k: v for k, v in sorted(vars(det).items()) if not k.startswith("_") and isinstance(v, _PLAIN)
         }
-        return json.dumps({"detector": det.name, "settings": settings})
+        key: dict[str, Any] = {"detector": det.name, "settings": settings}
+        # The Detector protocol has no version yet; once a detector declares one, a code change that
+        # moves its boxes invalidates the cache as the embedder's version already does.
+        if hasattr(det, "version"):
+            key["version"] = det.version
+        return json.dumps(key)
 
     @property
     def config_key(self) -> str:
