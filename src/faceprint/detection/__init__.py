@@ -11,6 +11,7 @@ from faceprint.types import Detection
 
 class Detector(Protocol):
     name: str
+    version: str  # changes whenever the same name and settings would give different detections
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """All faces in one RGB uint8 HxWx3 image, highest score first."""

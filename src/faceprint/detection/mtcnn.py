@@ -184,6 +184,7 @@ class MTCNNDetector:
     """
 
     name = "mtcnn"
+    version = "2"  # bump when a code change moves boxes or landmarks (2: the mtcnn package's pipeline)
 
     def __init__(
         self,

@@ -168,18 +168,13 @@ class EmbeddingRunner:
 
     @property
     def detector_key(self) -> str:
-        """The detector's name and every public setting it resolved (defaults included), so a changed
-        default is a different key."""
+        """The detector's name, version and every public setting it resolved (defaults included), so a
+        changed default or a code change that moves boxes is a different key."""
         det = self.analyzer.detector
         settings = {
             k: v for k, v in sorted(vars(det).items()) if not k.startswith("_") and isinstance(v, _PLAIN)
         }
-        key: dict[str, Any] = {"detector": det.name, "settings": settings}
-        # The Detector protocol has no version yet; once a detector declares one, a code change that
-        # moves its boxes invalidates the cache as the embedder's version already does.
-        if hasattr(det, "version"):
-            key["version"] = det.version
-        return json.dumps(key)
+        return json.dumps({"detector": det.name, "version": det.version, "settings": settings})
 
     @property
     def config_key(self) -> str:
