@@ -111,3 +111,55 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("FACEPRINT_CACHE_DIR") or user_cache_dir("faceprint"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary name and rename, so a concurrent reader never sees half a file."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def export_onnx(
+    module: Any,
+    example: Any,
+    path: Path,
+    *,
+    input_names: list[str],
+    output_names: list[str] | None = None,
+    dynamic_axes: dict[str, dict[int, str]],
+    opset: int = 17,
+) -> Path:
+    """Export a PyTorch module to ONNX at ``path`` (atomically), the one way every network is exported.
+
+    Uses the TorchScript-based exporter (deprecated, still in the pinned torch): the torch.export-based
+    one needs onnxscript, which faceprint does not depend on. Its deprecation and tracer warnings are
+    silenced: shapes that tracing freezes are fixed by design (chip sizes) or declared dynamic.
+    """
+    import warnings
+
+    import torch
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(
+                module,
+                (example,),
+                tmp,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                dynamo=False,
+            )
+
+    write_atomic(Path(path), write)
+    return Path(path)

@@ -11,18 +11,14 @@ architecture) and cached beside them.
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faceprint.errors import ModelError
-from faceprint.models import WeightFile, cache_dir
+from faceprint.models import WeightFile, cache_dir, export_onnx, write_atomic
 
 if TYPE_CHECKING:  # torch is imported only to convert or export, never for a cached graph
     import torch
@@ -143,17 +139,6 @@ def convert(net: str, arrays: list[np.ndarray]) -> dict[str, torch.Tensor]:
     return state
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary name and rename, so a concurrent reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def load_state_dict(net: str, weight_file: WeightFile | None = None) -> dict[str, torch.Tensor]:
     """The converted state dict of one net: from the cache, else verified + converted + cached."""
     import torch
@@ -166,7 +151,7 @@ def load_state_dict(net: str, weight_file: WeightFile | None = None) -> dict[str
         except Exception:  # a torn or foreign cache file: rebuild it from the source below
             cached.unlink(missing_ok=True)
     state = convert(net, _read_arrays(weight_file.verified_path()))
-    _write_atomic(cached, lambda tmp: torch.save(state, tmp))
+    write_atomic(cached, lambda tmp: torch.save(state, tmp))
     return state
 
 
@@ -188,12 +173,5 @@ def load_onnx(net: str) -> bytes:
         example = torch.zeros((1, size, size, 3), dtype=torch.float32)
         dynamic = {0: "n", 1: "h", 2: "w"} if net == "pnet" else {0: "n"}
 
-        def export(tmp: str) -> None:
-            with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    module, (example,), tmp, input_names=["x"], dynamic_axes={"x": dynamic}, dynamo=False
-                )
-
-        _write_atomic(cached, export)
+        export_onnx(module, example, cached, input_names=["x"], dynamic_axes={"x": dynamic})
     return cached.read_bytes()

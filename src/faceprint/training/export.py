@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from faceprint.embedding.trained import load_architecture
+from faceprint.models import export_onnx as export_onnx_file
 from faceprint.training.models import Architecture, to_input
 
 
@@ -35,17 +36,9 @@ def export_module(arch: Architecture, out: Path, fn: Callable | None = None, ops
     example = torch.zeros(2, 3, arch.input_size, arch.input_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        wrapped,
-        (example,),
-        str(out),
-        input_names=["pixels"],
-        output_names=["embeddings"],
-        dynamic_axes={"pixels": {0: "batch"}, "embeddings": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,  # the TorchScript exporter needs no onnxscript, which faceprint does not depend on
-    )
-    return out
+    axes = {"pixels": {0: "batch"}, "embeddings": {0: "batch"}}
+    names = {"input_names": ["pixels"], "output_names": ["embeddings"]}
+    return export_onnx_file(wrapped, example, out, **names, dynamic_axes=axes, opset=opset)
 
 
 def export_onnx(model_path: Path, out: Path) -> Path:
