@@ -184,6 +184,9 @@ def spawn(python: str, name: str, frames_path: str, threads: int, repeat: int) -
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
+    # Every detector waits the way faceprint's does (sleeping OpenMP threads): with busy-waiting, PyTorch
+    # detectors slow down several-fold whenever anything else runs on the machine.
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")]
     )

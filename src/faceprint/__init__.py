@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# PyTorch's OpenMP threads busy-wait between parallel regions by default. When another process shares
+# the cores, a 2-thread detection then waited on a descheduled peer: measured 45 ms -> 713 ms per
+# 640x480 frame on a loaded 2-core machine, against no loss when idle. Sleeping waits avoid that. It
+# takes effect only if torch is not imported yet (OpenMP reads it once); a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from faceprint.detection import mtcnn as M
-from faceprint.detection import mtcnn_nets as N
 from faceprint.detection import mtcnn_weights as W
 from faceprint.errors import ImageError, ModelError
 from faceprint.models import WeightFile
@@ -127,7 +126,7 @@ def _patches(images: list[np.ndarray], size: int) -> np.ndarray:
 
 
 def test_nets_match_faceies_numpy_nets(detector, lfw_dir):
-    """Same pixels into our ONNX graphs and faceie's NumPy nets: same probabilities, offsets, landmarks."""
+    """Same pixels into our nets and faceie's NumPy nets: same probabilities, offsets, landmarks."""
     pytest.importorskip("faceie")
     model, *_ = _faceie_weights()
     images = [rgb(p) for p in sorted(lfw_dir.glob("*/*_0001.jpg"))[:8]]
@@ -156,24 +155,6 @@ def test_nets_match_faceies_numpy_nets(detector, lfw_dir):
     ref_prob, ref_box = model.p_net(faceie_input(level[None])[0])
     np.testing.assert_allclose(prob[0], ref_prob, atol=1e-4)
     np.testing.assert_allclose(box[0].transpose(1, 2, 0) + np.array([0, 0, 1, 1]), ref_box, atol=1e-4)
-
-
-def test_onnx_graphs_match_the_torch_modules(detector, astronaut):
-    """The runtime graphs are exports of the modules: one definition per architecture."""
-    nets = detector.load()
-    crops = _patches([astronaut], 48).astype(np.float32)
-    modules = {key: N.build(key, W.load_state_dict(key)) for key in ("pnet", "onet")}
-    level = astronaut[::4, ::4][None].astype(np.float32)
-    with torch.inference_mode():
-        want = modules["onet"](torch.from_numpy(crops))
-        want_p = modules["pnet"](torch.from_numpy(level))
-    for got, ref in zip(nets.sessions["onet"].run(None, {"x": crops}), want, strict=True):
-        np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
-    for got, ref in zip(nets.sessions["pnet"].run(None, {"x": level}), want_p, strict=True):
-        np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
-    # The detector turns the face logit into P(face), the two-way softmax's probability.
-    prob = nets("onet", crops)[0]
-    np.testing.assert_allclose(prob, torch.sigmoid(want[0]).numpy(), atol=1e-6)
 
 
 # ---- box handling -------------------------------------------------------------------------------------

@@ -9,14 +9,15 @@ Boxes stay float between stages (no integer truncation); crops are bilinear samp
 (TensorFlow's ``crop_and_resize`` convention), grey outside the image. Coordinates are pixel positions
 as that package reports them (x1, y1, x2, y2; landmarks five (x, y)).
 
-The nets are defined in PyTorch (``mtcnn_nets``) and run as exported ONNX graphs in ONNX Runtime, which
-keeps per-session thread counts and measured faster than eager PyTorch here (see bench/bench_detect.py).
+The nets are defined and run in PyTorch (``mtcnn_nets``), eager: measured faster than ONNX Runtime here
+(see bench/bench_detect.py).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -89,32 +90,38 @@ def square(boxes: np.ndarray) -> np.ndarray:
 
 
 def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """(N, size, size, 3) float32 bilinear crops of ``boxes`` from an (integer-valued) image.
+    """(N, size, size, 3) float32 bilinear crops of ``boxes`` from an HxWx3 image.
 
     TensorFlow's ``crop_and_resize`` on box corners divided by the image size, as the ``mtcnn`` package
     calls it: ``size`` samples from x1 * (W - 1) / W to x2 * (W - 1) / W, and rows or columns sampled
-    outside the image are grey (127.5, zero after normalisation). Hand-written because OpenCV's warps
-    quantise sample positions to 1/32 px and blend the border instead. Neighbours are blended in float32.
+    outside the image are grey (127.5, zero after normalisation). PyTorch's ``grid_sample`` does the
+    sampling (OpenCV's warps quantise sample positions to 1/32 px and blend the border instead); its
+    positions are float32, within 1e-4 px of the exact ones on a 1080p frame.
     """
+    import torch
+    from torch.nn import functional as F
+
     ih, iw = image.shape[:2]
+    n = boxes.shape[0]
     t = np.arange(size) / (size - 1)
     xs = (boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t) * ((iw - 1) / iw)
     ys = (boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t) * ((ih - 1) / ih)
-    x0 = np.clip(np.floor(xs), 0, iw - 1).astype(np.intp)
-    y0 = np.clip(np.floor(ys), 0, ih - 1).astype(np.intp)
-    x1 = np.minimum(x0 + 1, iw - 1)
-    y1 = np.minimum(y0 + 1, ih - 1)
-    fx = (xs - x0).astype(np.float32)[:, None, :, None]
-    fy = (ys - y0).astype(np.float32)[:, :, None, None]
-    rows0, rows1 = y0[:, :, None], y1[:, :, None]
-    cols0, cols1 = x0[:, None, :], x1[:, None, :]
-    top = image[rows0, cols0].astype(np.float32)
-    top += (image[rows0, cols1] - top) * fx
-    bottom = image[rows1, cols0].astype(np.float32)
-    bottom += (image[rows1, cols1] - bottom) * fx
-    out = top + (bottom - top) * fy
+    grid = np.empty((n, size, size, 2), np.float32)  # grid_sample's (x, y) in [-1, 1] = pixel 0 .. W-1
+    grid[..., 0] = (xs * (2.0 / max(iw - 1, 1)) - 1.0)[:, None, :]
+    grid[..., 1] = (ys * (2.0 / max(ih - 1, 1)) - 1.0)[:, :, None]
+    pixels = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        out = F.grid_sample(
+            pixels,
+            torch.from_numpy(grid).reshape(1, n * size, size, 2),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
+        out = out[0].reshape(3, n, size, size).permute(1, 2, 3, 0).numpy()
     outside_x = (xs < 0) | (xs > iw - 1)
     outside_y = (ys < 0) | (ys > ih - 1)
+    out = np.ascontiguousarray(out)
     out[outside_y[:, :, None] | outside_x[:, None, :]] = 127.5
     return out
 
@@ -132,32 +139,27 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float)
 
 
 class MTCNNNets:
-    """The three nets as ONNX Runtime sessions (graphs exported from ``mtcnn_nets``, cached). Call with a
+    """The three nets as PyTorch modules (``mtcnn_nets``, converted weights from the cache). Call with a
     net name and (N, H, W, 3) float32 RGB pixel values; returns P(face) and that net's other outputs as
-    numpy arrays."""
+    numpy arrays. Eager PyTorch (oneDNN) measured 1.5-3x faster than ONNX Runtime on these nets here
+    (bench/bench_detect.py): their 3-channel first convs and small channel counts suit oneDNN's kernels."""
 
     def __init__(self, threads: int | None) -> None:
-        import onnxruntime as ort
+        import torch
 
-        from faceprint.detection.mtcnn_weights import NETS, load_onnx
+        from faceprint.detection.mtcnn_nets import build
+        from faceprint.detection.mtcnn_weights import NETS, load_state_dict
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one per core
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Every pyramid level and candidate count is a new shape: an arena keeps each one's buffers
-        # (measured: peak RSS 583 -> 324 MiB on a 1080p frame without it, and no slower).
-        options.enable_cpu_mem_arena = False
-        # Idle ONNX Runtime threads would spin between runs, taking the cores OpenCV resizes and crops on
-        # (measured on 2 cores: CPU per 1080p frame 830 -> 525 ms, per 640x480 frame 185 -> 57 ms).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.sessions = {
-            key: ort.InferenceSession(load_onnx(key), options, providers=["CPUExecutionProvider"])
-            for key in NETS
-        }
+        self.modules = {key: build(key, load_state_dict(key)) for key in NETS}
+        self.threads = threads or torch.get_num_threads()
 
     def __call__(self, key: str, pixels: np.ndarray) -> list[np.ndarray]:
-        logit, *rest = self.sessions[key].run(None, {"x": pixels})
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            logit, *rest = (t.numpy() for t in self.modules[key](torch.from_numpy(pixels)))
         # P(face) as the two-way softmax computes it in float32 (saturating to exactly 1.0 alike).
         prob = np.float32(1.0) / (np.float32(1.0) + np.exp(-logit))
         return [prob, *rest]
@@ -245,8 +247,8 @@ class MTCNNDetector:
         nets = self.load()
         pixels = {i: images[i].astype(np.float32) for i in usable}  # resampling happens in float
         cands = self._propose(nets, pixels)
-        cands = self._refine(nets, images, cands)
-        cands, landmarks = self._output(nets, images, cands)
+        cands = self._refine(nets, pixels, cands)
+        cands, landmarks = self._output(nets, pixels, cands)
         for row in range(cands.image.shape[0]):
             det = Detection(tuple(cands.boxes[row].tolist()), float(cands.scores[row]), landmarks[row])
             results[int(cands.image[row])].append(det)
@@ -259,26 +261,28 @@ class MTCNNDetector:
             by_size.setdefault(image.shape[:2], []).append(i)
         found: list[_Candidates] = []
         for (h, w), members in by_size.items():
-            for scale in pyramid_scales(h, w, self.min_face_size, self.factor):
-                hs, ws = int(h * scale), int(w * scale)  # truncated, like TensorFlow's resize
-                if (hs, ws) == (h, w):
-                    batch = np.stack([pixels[i] for i in members])
-                else:
-                    batch = np.stack(
-                        [cv2.resize(pixels[i], (ws, hs), interpolation=cv2.INTER_AREA) for i in members]
-                    )
-                prob, reg = nets("pnet", batch)
-                n, ys, xs = np.nonzero(prob > self.thresholds[0])
-                if n.size == 0:
-                    continue
-                # Each output cell sees a 12x12 window at stride 2; the package's corners are (2x + 1,
-                # 2y + 1) and (2x + 12, 2y + 12), regressed by 11 px per unit offset, then unscaled.
-                corners = np.stack([xs, ys, xs, ys], axis=1).astype(np.float64) * _PNET_STRIDE
-                corners[:, :2] += 1.0
-                corners[:, 2:] += _PNET_CELL
-                boxes = (corners + reg[n, :, ys, xs] * (_PNET_CELL - 1.0)) / scale
-                cand = _Candidates(np.asarray(members)[n], boxes, prob[n, ys, xs])
-                found.append(cand.take(grouped_nms(cand.boxes, cand.scores, n, 0.5)))
+            scales = pyramid_scales(h, w, self.min_face_size, self.factor)
+            # The area resizes (OpenCV, one thread, releasing the GIL) run on a thread of their own, one
+            # level ahead of P-Net, so that the two overlap on a multi-core CPU.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                levels = [
+                    pool.submit(_level, [pixels[i] for i in members], int(h * s), int(w * s))
+                    for s in scales  # sizes truncated, like TensorFlow's resize
+                ]
+                for scale, level in zip(scales, levels, strict=True):
+                    batch = level.result()
+                    prob, reg = nets("pnet", batch)
+                    n, ys, xs = np.nonzero(prob > self.thresholds[0])
+                    if n.size == 0:
+                        continue
+                    # Each output cell sees a 12x12 window at stride 2; the package's corners are (2x + 1,
+                    # 2y + 1) and (2x + 12, 2y + 12), regressed by 11 px per unit offset, then unscaled.
+                    corners = np.stack([xs, ys, xs, ys], axis=1).astype(np.float64) * _PNET_STRIDE
+                    corners[:, :2] += 1.0
+                    corners[:, 2:] += _PNET_CELL
+                    boxes = (corners + reg[n, :, ys, xs] * (_PNET_CELL - 1.0)) / scale
+                    cand = _Candidates(np.asarray(members)[n], boxes, prob[n, ys, xs])
+                    found.append(cand.take(grouped_nms(cand.boxes, cand.scores, n, 0.5)))
         if not found:
             return _Candidates(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, np.float32))
         cands = _Candidates(
@@ -290,11 +294,11 @@ class MTCNNDetector:
         cands.boxes = square(cands.boxes)
         return cands
 
-    def _refine(self, nets: MTCNNNets, images: Sequence[np.ndarray], cands: _Candidates) -> _Candidates:
+    def _refine(self, nets: MTCNNNets, pixels: Mapping[int, np.ndarray], cands: _Candidates) -> _Candidates:
         """R-Net on 24x24 crops of all candidates at once; regress; threshold; NMS per image; square."""
         if cands.image.size == 0:
             return cands
-        prob, reg = nets("rnet", _crops(images, cands, 24))
+        prob, reg = nets("rnet", _crops(pixels, cands, 24))
         passed = np.flatnonzero(prob > self.thresholds[1])
         cands = _Candidates(cands.image[passed], regress(cands.boxes[passed], reg[passed]), prob[passed])
         cands = cands.take(grouped_nms(cands.boxes, cands.scores, cands.image, 0.7))
@@ -302,12 +306,12 @@ class MTCNNDetector:
         return cands
 
     def _output(
-        self, nets: MTCNNNets, images: Sequence[np.ndarray], cands: _Candidates
+        self, nets: MTCNNNets, pixels: Mapping[int, np.ndarray], cands: _Candidates
     ) -> tuple[_Candidates, np.ndarray]:
         """O-Net on 48x48 crops of all candidates at once; landmarks; regress; threshold; NMS ("min")."""
         if cands.image.size == 0:
             return cands, np.zeros((0, 5, 2), np.float32)
-        prob, reg, marks = nets("onet", _crops(images, cands, 48))
+        prob, reg, marks = nets("onet", _crops(pixels, cands, 48))
         passed = np.flatnonzero(prob > self.thresholds[2])
         boxes = cands.boxes[passed]
         # Landmarks are fractions of the crop (five x, then five y), placed as the package does.
@@ -335,12 +339,20 @@ class MTCNNDetector:
         ]
 
 
-def _crops(images: Sequence[np.ndarray], cands: _Candidates, size: int) -> np.ndarray:
+def _level(images: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """One pyramid level of same-size float32 images, stacked: each area-averaged from the image itself
+    (as the mtcnn package does; averaging from a smaller level instead was measured to move boxes)."""
+    if images[0].shape[:2] == (height, width):
+        return np.stack(images)
+    return np.stack([cv2.resize(im, (width, height), interpolation=cv2.INTER_AREA) for im in images])
+
+
+def _crops(pixels: Mapping[int, np.ndarray], cands: _Candidates, size: int) -> np.ndarray:
     """Crops of every candidate, in candidate order, whichever image each comes from."""
     out = np.empty((cands.image.shape[0], size, size, 3), dtype=np.float32)
     for i in np.unique(cands.image).tolist():
         rows = np.flatnonzero(cands.image == i)
-        out[rows] = crop_resize(images[i], cands.boxes[rows], size)
+        out[rows] = crop_resize(pixels[i], cands.boxes[rows], size)
     return out
 
 

@@ -1,4 +1,4 @@
-"""The three MTCNN architectures in PyTorch: the one definition of each, exported to ONNX for running.
+"""The three MTCNN architectures in PyTorch: the one definition of each, and what the detector runs.
 
 Layer order, kernel sizes and pooling follow the Keras nets of the ``mtcnn`` package (its "same" pools are
 ``ceil_mode=True``). Inputs are (N, H, W, 3) float32 RGB pixel values (0-255, resampled, so not integers);

@@ -4,8 +4,6 @@ The package stores each net as a joblib pickle (lz4-compressed) of a plain list 
 layout. We read it exactly once, with an unpickler that can build nothing but numpy arrays, convert the
 arrays to PyTorch state dicts and cache those (``torch.save``) under the faceprint cache dir, keyed by the
 source file's SHA-256; every later load is ``torch.load(weights_only=True)`` and never unpickles.
-The ONNX graphs the detector runs are exported from the PyTorch modules (the one definition of each
-architecture) and cached beside them.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceprint.errors import ModelError
-from faceprint.models import WeightFile, cache_dir, export_onnx, write_atomic
+from faceprint.models import WeightFile, cache_dir, write_atomic
 
 if TYPE_CHECKING:  # torch is imported only to convert or export, never for a cached graph
     import torch
@@ -153,25 +151,3 @@ def load_state_dict(net: str, weight_file: WeightFile | None = None) -> dict[str
     state = convert(net, _read_arrays(weight_file.verified_path()))
     write_atomic(cached, lambda tmp: torch.save(state, tmp))
     return state
-
-
-# Bump when the modules in mtcnn_nets.py or the export change, so stale graphs are not reused.
-ONNX_VERSION = 4
-
-
-def load_onnx(net: str) -> bytes:
-    """The ONNX graph of one net, exported from its PyTorch module on first use and cached; a cached
-    graph needs neither the weight file nor PyTorch."""
-    cached = cache_dir() / f"mtcnn-{net}-{WEIGHT_FILES[net].sha256[:16]}-v{ONNX_VERSION}.onnx"
-    if not cached.is_file():
-        import torch
-
-        from faceprint.detection.mtcnn_nets import ARCHITECTURES, build
-
-        module = build(net, load_state_dict(net))
-        size = ARCHITECTURES[net][1]
-        example = torch.zeros((1, size, size, 3), dtype=torch.float32)
-        dynamic = {0: "n", 1: "h", 2: "w"} if net == "pnet" else {0: "n"}
-
-        export_onnx(module, example, cached, input_names=["x"], dynamic_axes={"x": dynamic})
-    return cached.read_bytes()
