@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from faceprint.embedding.dlib_resnet import DlibResNetEmbedder, jitter_params
 from faceprint.errors import GalleryError, ModelError
 from faceprint.gallery import Gallery
 from faceprint.gallery.enrollment import embedder_key
+from faceprint.gallery.thresholds import BUILTIN
+from faceprint.recognizer import Recognizer
 
 PEOPLE = 6  # two photos each
 
@@ -116,3 +119,15 @@ def test_batch_boundaries_do_not_change_the_result(chips) -> None:
     np.testing.assert_array_equal(
         DlibResNetEmbedder(flip=True, jitter=3).embed_raw(x[:2]), DlibResNetEmbedder().embed_raw(x[:2])
     )
+
+
+def test_builtin_calibration_is_looked_up_by_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default = BUILTIN["dlib-resnet"]
+    monkeypatch.setitem(BUILTIN, "dlib-resnet@2+flip", replace(default, threshold=0.3))
+    with Gallery.open(tmp_path / "g.sqlite") as gallery:
+        flip = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": True}))
+        assert flip.threshold() == 0.3
+        # A setting without its own entry falls back to the embedder's default calibration.
+        jitter = Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4}))
+        assert jitter.calibration == default
+        assert Recognizer(gallery).calibration == default
