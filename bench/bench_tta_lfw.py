@@ -25,10 +25,12 @@ from faceprint.alignment import align_faces
 from faceprint.analyzer import FaceAnalyzer
 from faceprint.embedding.dlib_resnet import DlibResNetEmbedder
 from faceprint.evaluation.cache import EmbeddingCache
+from faceprint.evaluation.metrics import confusion_at
 from faceprint.evaluation.pairs import read_lfw_pairs
 from faceprint.evaluation.protocols import pair_metrics
 from faceprint.evaluation.report import text_table
 from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
+from faceprint.gallery.thresholds import builtin_calibration
 from faceprint.io import load_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +114,11 @@ def main() -> None:
         by_image = dict(zip(pairs.images, vectors, strict=True))
         m = pair_metrics(pairs, by_image)
         point = {p.target_far: p for p in m.tar_at_far}.get(1e-3)
+        # What the threshold the recognizer would use for this version does on these pairs.
+        cal = builtin_calibration(embedder.name, embedder.version)
+        c = confusion_at(pairs.distances(by_image), pairs.same, cal.threshold)
+        far_tar = f"{c.false_accepts / (c.false_accepts + c.true_rejects):.4f} / "
+        far_tar += f"{c.true_accepts / (c.true_accepts + c.false_rejects):.4f}"
         # The shortcut above must be what the embedder itself computes.
         check = select(recorder.embed(chips).reshape(len(chips), raw.shape[1], -1), most, flip, jitter)
         gap = float(np.abs(embedder.embed(chips) - check).max())
@@ -127,10 +134,12 @@ def main() -> None:
                 f"{m.eer.rate:.4f}",
                 f"{point.tar:.4f}" if point else "refused",
                 f"{point.threshold:.4f}" if point else "-",
+                f"{cal.threshold:.4f}: {far_tar}",
                 *timing,
             ]
         )
     header = ["version", "views", "accuracy (k-fold)", "AUC", "EER", "TAR@1e-3", "d@FAR1e-3"]
+    header.append("built-in thr: FAR / TAR")
     print(text_table([*header, "ms/face b32", "ms/face b1"], rows))
     print(f"(first row: the single-view anchor; {args.threads} threads, median of {args.reps})")
 

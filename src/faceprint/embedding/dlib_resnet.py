@@ -369,9 +369,9 @@ class DlibResNetEmbedder:
 
     def view_images(self, chips: np.ndarray) -> np.ndarray:
         """(V, N, 150, 150, 3): the chips, then each jittered copy, then (with ``flip``) all of them
-        mirrored. Jittered copies fill the chip's missing border by reflection (BORDER_REFLECT_101): a
-        face chip's edge is hair, skin or background, whose mirrored texture is closer to what the network
-        saw in training than a constant band or the smeared streaks of edge replication."""
+        mirrored. A jittered copy fills the few border pixels it lacks (at most ~8 at a rotated corner) by
+        reflection (BORDER_REFLECT_101), which continues the hair, skin or background texture there; edge
+        replication would smear streaks and a constant fill would add an edge the chip does not have."""
         size = self.input_size
         out = np.empty((self.jitter + 1, *chips.shape), np.uint8)
         out[0] = chips
