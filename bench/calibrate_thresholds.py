@@ -6,15 +6,17 @@ prints:
 - the threshold at FAR = 1%, 0.1% (the default target) and 0.01% with the TAR it keeps, the EER and the
   best-accuracy threshold (shared ROC arithmetic in faceprint.evaluation.metrics);
 - the class-balanced logistic P(same | distance) the confidence uses;
-- the ``Calibration(...)`` literal to paste into ``BUILTIN``.
+- the ``Calibration(...)`` literal to paste into ``BUILTIN`` (keyed "NAME@VERSION" when ``--emb`` options
+  make another embedder version, e.g. test-time views; the plain name is every version's fallback).
 
-    python bench/calibrate_thresholds.py [--every N] [--embedder dlib-resnet]
+    python bench/calibrate_thresholds.py [--every N] [--embedder dlib-resnet] [--emb flip=true --emb jitter=8]
     python bench/calibrate_thresholds.py --npz lfw_embeddings.npz   # precomputed: paths, embeddings, found
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -56,11 +58,23 @@ def main() -> None:
     )
     parser.add_argument("--every", type=int, default=1, help="keep every N-th LFW person (sorted by name)")
     parser.add_argument("--embedder", default="dlib-resnet")
+    parser.add_argument(
+        "--emb", action="append", default=[], metavar="KEY=VALUE", help="embedder option (JSON value)"
+    )
     parser.add_argument("--far", type=float, default=1e-3, help="FAR target of the default threshold")
     parser.add_argument("--max-diff", type=int, default=2_000_000, help="different-person pairs sampled")
     parser.add_argument("--max-same", type=int, default=300, help="same-person pairs per person, at most")
     parser.add_argument("--npz", type=Path, help="precomputed LFW embeddings (keys paths, embeddings, found)")
     args = parser.parse_args()
+    options = {}
+    for item in args.emb:
+        key, eq, value = item.partition("=")
+        if not eq:
+            parser.error(f"--emb {item!r} is not KEY=VALUE")
+        options[key] = json.loads(value)
+    if options and args.npz is not None:
+        parser.error("--emb needs the embeddings computed here, not --npz")
+    name = args.embedder
 
     from faceprint.evaluation.cache import EmbeddingCache
     from faceprint.evaluation.metrics import best_threshold, eer, threshold_at_far
@@ -81,10 +95,13 @@ def main() -> None:
         names = list(people)[:: args.every]
         paths = [p for n in names for p in people[n]]
         all_labels = np.array([n for n in names for _ in people[n]])
-        config = PipelineConfig(embedder=args.embedder)
-        run = EmbeddingRunner(config, cache=EmbeddingCache()).embed_paths(paths)
+        config = PipelineConfig(embedder=args.embedder, embedder_options=tuple(sorted(options.items())))
+        runner = EmbeddingRunner(config, cache=EmbeddingCache())
+        run = runner.embed_paths(paths)
         vectors, labels = run.vectors[run.found], all_labels[run.found]
-        origin = "default pipeline"
+        origin = "default pipeline" + "".join(f", {k}={v}" for k, v in sorted(options.items()))
+        if options:
+            name = f"{args.embedder}@{runner.analyzer.embedder.version}"
     d, same = pairs(vectors, labels, args.max_diff, args.max_same)
     source = (
         f"LFW deep-funneled ({origin}), every {args.every} person(s): {len(vectors)} images with a face; "
@@ -101,13 +118,13 @@ def main() -> None:
     print(
         f"{'best accuracy (pairs)':<22} | {b.threshold:9.4f} | accuracy {b.accuracy:.4%} (unbalanced pairs)"
     )
-    cal = calibrate(d, same, embedder=args.embedder, target_far=args.far, source=source)
+    cal = calibrate(d, same, embedder=name, target_far=args.far, source=source)
     conf = cal.confidence(np.array([cal.threshold, cal.midpoint]))
     print(
         f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (d - {cal.midpoint:.4f}))); "
         f"at the threshold {conf[0]:.3f}"
     )
-    print(f"\n    {args.embedder!r}: {cal!r},")
+    print(f"\n    {name!r}: {cal!r},")
 
 
 if __name__ == "__main__":

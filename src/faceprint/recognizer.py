@@ -62,7 +62,9 @@ class Recognizer:
     @property
     def calibration(self) -> Calibration:
         embedder = self.analyzer.embedder
-        return self.gallery.calibration(embedder.name, getattr(embedder, "threshold", None))
+        return self.gallery.calibration(
+            embedder.name, getattr(embedder, "threshold", None), version=embedder.version
+        )
 
     def threshold(self, override: float | None = None) -> float:
         """The distance threshold in force: call > recognizer > gallery > calibration > embedder."""

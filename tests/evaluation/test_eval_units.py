@@ -181,10 +181,12 @@ def test_damaged_cache_is_reported(tmp_path):
 
 
 def test_pipeline_config_parse():
-    c = PipelineConfig.parse("big:det.min_face_size=40,flip=on,align=off,emb.runtime=torch")
-    assert c.label == "big" and c.flip and not c.align
+    c = PipelineConfig.parse("big:det.min_face_size=40,flip=on,align=off,emb.runtime=torch,emb.jitter=8")
+    assert c.label == "big" and not c.align
     assert c.detector_options == (("min_face_size", 40),)
-    assert c.embedder_options == (("runtime", "torch"),)
+    # flip=on is the embedder's own flip option
+    assert c.embedder_options == (("flip", True), ("jitter", 8), ("runtime", "torch"))
+    assert PipelineConfig.parse("emb.flip=true").embedder_options == (("flip", True),)
     assert PipelineConfig.parse("flip=on").label == "flip=on"
     with pytest.raises(EvaluationError, match="unknown key 'colour'"):
         PipelineConfig.parse("x:colour=red")

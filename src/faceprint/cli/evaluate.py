@@ -28,8 +28,9 @@ Configs = Annotated[
     typer.Option(
         "--config",
         help="A configuration to evaluate, repeatable for a side-by-side comparison: "
-        "LABEL:key=value,... with keys detector, embedder, align (on/off), flip (on/off), det.OPTION, "
-        "emb.OPTION, e.g. 'flip:flip=on' or 'noalign:align=off'. Default: the default pipeline.",
+        "LABEL:key=value,... with keys detector, embedder, align (on/off), flip (on/off, short for "
+        "emb.flip=true), det.OPTION, emb.OPTION, e.g. 'flip:flip=on', 'tta:emb.flip=true,emb.jitter=8' "
+        "or 'noalign:align=off'. Default: the default pipeline.",
     ),
 ]
 Far = Annotated[

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -262,6 +263,42 @@ def onnx_model(weights: WeightFile = WEIGHTS, *, rebuild: bool = False) -> Path:
     return path
 
 
+# Test-time jitter: the largest rotation (degrees), shift (pixels) and scale factor of a jittered view, the
+# ranges of dlib's own jitter_image (rotation +-3 deg, shift +-2% of the face, zoom by at most 4%), with the
+# scale made symmetric about 1 so that the views average to the unjittered chip.
+JITTER_ROTATION = 3.0
+JITTER_SHIFT = 3.0
+JITTER_SCALE = 1.03
+MAX_JITTER = 64
+
+
+def jitter_params(count: int) -> np.ndarray:
+    """(count, 4) rows (rotation degrees, scale, dx, dy) of the fixed jitter set.
+
+    Antithetic pairs of Halton points (bases 2, 3, 5, 7, scaled to [-1, 1]): view 2k and 2k+1 are
+    opposite perturbations, so every even-sized set is centred on the identity, and the first ``count``
+    views of a larger set are the views of the smaller one (a longer run only adds views).
+    """
+    from scipy.stats import qmc
+
+    # Point 0 of the unscrambled sequence is the corner (-1, -1, -1, -1); start at point 1.
+    u = 2.0 * qmc.Halton(d=4, scramble=False).random((count + 1) // 2 + 1)[1:] - 1.0
+    u = np.stack([u, -u], axis=1).reshape(-1, 4)[:count]
+    return np.column_stack(
+        [u[:, 0] * JITTER_ROTATION, JITTER_SCALE ** u[:, 1], u[:, 2] * JITTER_SHIFT, u[:, 3] * JITTER_SHIFT]
+    )
+
+
+def jitter_matrices(count: int, size: int = INPUT_SIZE) -> np.ndarray:
+    """(count, 2, 3) affine maps of the jitter set: rotation and scale about the chip centre, then a shift."""
+    centre = ((size - 1) / 2, (size - 1) / 2)
+    out = np.empty((count, 2, 3))
+    for m, (angle, scale, dx, dy) in zip(out, jitter_params(count), strict=True):
+        m[:] = cv2.getRotationMatrix2D(centre, angle, scale)
+        m[:, 2] += (dx, dy)
+    return out
+
+
 class DlibResNetEmbedder:
     """dlib's 128-D face descriptor on 150x150 chips aligned to :data:`TEMPLATE`.
 
@@ -269,10 +306,15 @@ class DlibResNetEmbedder:
     the affine layers folded, channels-last) or "auto", the fastest measured by bench/bench_embed.py
     (ONNX Runtime when it is installed). ``threads``: intra-op threads, default the physical cores.
     Weights load on the first call to :meth:`embed`, once, under a lock.
+
+    Test-time augmentation (:meth:`embed` only): ``jitter`` adds that many fixed small similarity
+    transforms of each chip (:func:`jitter_params`), ``flip`` the mirror image of every view; the raw
+    descriptors of a chip's views are averaged, then L2-normalised (as dlib's ``num_jitters`` does). A
+    chip then costs ``(jitter + 1) * (2 if flip else 1)`` forward passes. The settings are part of
+    ``version``, so galleries and caches never mix embeddings made with different views.
     """
 
     name = "dlib-resnet"
-    version = "2"  # bump when TEMPLATE, the weights or the preprocessing change (2: template refit)
     input_size = INPUT_SIZE
     dim = 128
     # Distance on L2-normalised vectors at FAR 0.1% (TAR 93.0%) over all LFW same/different pairs through
@@ -281,31 +323,78 @@ class DlibResNetEmbedder:
     threshold = 0.3842
     batch_size = 64  # chips per forward pass: bounds memory, larger batches are no faster per face
 
-    def __init__(self, runtime: Runtime = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime = "auto", threads: int | None = None, flip: bool = False, jitter: int = 0
+    ) -> None:
         if runtime not in ("auto", "onnx", "torch"):
             raise ModelError(f"unknown runtime {runtime!r} for {self.name}; use 'auto', 'onnx' or 'torch'")
+        if not isinstance(flip, bool):
+            raise ModelError(f"{self.name}: flip must be True or False, got {flip!r}")
+        if isinstance(jitter, bool) or not isinstance(jitter, int) or not 0 <= jitter <= MAX_JITTER:
+            raise ModelError(f"{self.name}: jitter must be an integer from 0 to {MAX_JITTER}, got {jitter!r}")
         if runtime == "auto":
             runtime = "onnx" if _has_onnxruntime() else "torch"
         self.runtime: Literal["onnx", "torch"] = runtime
         self.threads = threads or torch.get_num_threads()
+        self.flip = flip
+        self.jitter = jitter
+        # bump the base when TEMPLATE, the weights or the preprocessing change (2: template refit)
+        self.version = "2" + ("+flip" if flip else "") + (f"+jitter{jitter}" if jitter else "")
+        self._jitter = jitter_matrices(jitter)
         self._run: Callable[[np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def views(self) -> int:
+        """Forward passes per chip."""
+        return (self.jitter + 1) * (2 if self.flip else 1)
 
     def template(self) -> np.ndarray:
         return TEMPLATE.copy()
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
-        raw = self.embed_raw(chips)
+        """(N, 150, 150, 3) RGB uint8 -> (N, 128) float32 L2-normalised, the mean of every view's raw
+        descriptor; chips are taken a few at a time so that at most ``batch_size`` views exist at once
+        (or one chip's views, when it has more)."""
+        chips = self._check(chips)
+        group = max(1, self.batch_size // self.views)
+        out = [self._mean_view(chips[i : i + group]) for i in range(0, len(chips), group)]
+        raw = np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
         return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
 
     def embed_raw(self, chips: np.ndarray) -> np.ndarray:
-        """(N, 150, 150, 3) RGB uint8 -> (N, 128) float32 descriptors as dlib computes them (norm ~1.4)."""
+        """(N, 150, 150, 3) RGB uint8 -> (N, 128) float32 descriptors as dlib computes them (norm ~1.4),
+        one view per chip whatever ``flip`` and ``jitter`` say."""
+        return self._forward(self._check(chips))
+
+    def view_images(self, chips: np.ndarray) -> np.ndarray:
+        """(V, N, 150, 150, 3): the chips, then each jittered copy, then (with ``flip``) all of them
+        mirrored. A jittered copy fills the few border pixels it lacks (at most ~8 at a rotated corner) by
+        reflection (BORDER_REFLECT_101), which continues the hair, skin or background texture there; edge
+        replication would smear streaks and a constant fill would add an edge the chip does not have."""
+        size = self.input_size
+        out = np.empty((self.jitter + 1, *chips.shape), np.uint8)
+        out[0] = chips
+        for view, matrix in zip(out[1:], self._jitter, strict=True):
+            for target, chip in zip(view, chips, strict=True):
+                cv2.warpAffine(chip, matrix, (size, size), target, cv2.INTER_LINEAR, cv2.BORDER_REFLECT_101)
+        return np.concatenate([out, out[:, :, :, ::-1]]) if self.flip else out
+
+    def _mean_view(self, chips: np.ndarray) -> np.ndarray:
+        views = self.view_images(chips)
+        raw = self._forward(views.reshape(-1, *chips.shape[1:]))
+        return raw.reshape(len(views), len(chips), self.dim).mean(axis=0)
+
+    def _check(self, chips: np.ndarray) -> np.ndarray:
         chips = np.asarray(chips)
         size = self.input_size
         if chips.ndim != 4 or chips.shape[1:] != (size, size, 3) or chips.dtype != np.uint8:
             raise ModelError(
                 f"{self.name} takes (N, {size}, {size}, 3) uint8 RGB chips, got {chips.shape} {chips.dtype}"
             )
+        return chips
+
+    def _forward(self, chips: np.ndarray) -> np.ndarray:
         run = self._runner()
         out = [run(chips[i : i + self.batch_size]) for i in range(0, len(chips), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

@@ -2,7 +2,7 @@
 config, image content hash), in one SQLite file of raw float32 blobs (no pickle).
 
 Detections are stored apart from embeddings so that configurations differing only after detection
-(alignment on/off, flip TTA, another embedder) share the detector's work, which dominates on CPU.
+(alignment on/off, test-time views, another embedder) share the detector's work, which dominates on CPU.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ Face policy (one face per image, as evaluation protocols assume):
   image. Such images are counted (``found`` is False) and the report lists them.
 
 A configuration composes the core stages through ``FaceAnalyzer`` (detect, align, embed_chips); the
-variants evaluation needs — alignment off (the detection box cropped and resized) and flip test-time
-augmentation (the chip and its mirror embedded, summed, renormalised) — are built here, not in the core.
+variant evaluation needs — alignment off (the detection box cropped and resized) — is built here, not in
+the core. Test-time augmentation is the embedder's own (``emb.flip=true``, ``emb.jitter=8``; ``flip=on``
+is short for ``emb.flip=true``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """One evaluated configuration: detector and its options, embedder and its options, alignment, TTA."""
+    """One evaluated configuration: detector and its options, embedder and its options, alignment."""
 
     label: str = "default"
     detector: str = "mtcnn"
@@ -54,12 +55,12 @@ class PipelineConfig:
     embedder: str = "dlib-resnet"
     embedder_options: tuple[tuple[str, Any], ...] = ()
     align: bool = True
-    flip: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> PipelineConfig:
-        """``LABEL:key=value,...`` with keys detector, embedder, align (on/off), flip (on/off),
-        ``det.OPTION`` and ``emb.OPTION`` (e.g. ``big:det.min_face_size=40``); values are JSON or text."""
+        """``LABEL:key=value,...`` with keys detector, embedder, align (on/off), flip (on/off: the
+        embedder's ``emb.flip``), ``det.OPTION`` and ``emb.OPTION`` (e.g. ``big:det.min_face_size=40``,
+        ``tta:emb.flip=true,emb.jitter=8``); values are JSON or text."""
         label, _, body = spec.partition(":") if ":" in spec else ("", "", spec)
         fields: dict[str, Any] = {}
         det, emb = {}, {}
@@ -72,7 +73,10 @@ class PipelineConfig:
             elif key in ("align", "flip"):
                 if value.lower() not in _SWITCH:
                     raise EvaluationError(f"configuration {spec!r}: {key} must be on or off, got {value!r}")
-                fields[key] = _SWITCH[value.lower()]
+                if key == "flip":
+                    emb["flip"] = _SWITCH[value.lower()]
+                else:
+                    fields[key] = _SWITCH[value.lower()]
             elif key.startswith("det."):
                 det[key[4:]] = _parse_value(value)
             elif key.startswith("emb."):
@@ -94,7 +98,7 @@ class PipelineConfig:
         parts = [f"detector={self.detector}", f"embedder={self.embedder}"]
         parts += [f"det.{k}={v}" for k, v in self.detector_options]
         parts += [f"emb.{k}={v}" for k, v in self.embedder_options]
-        parts += [f"align={'on' if self.align else 'off'}", f"flip={'on' if self.flip else 'off'}"]
+        parts.append(f"align={'on' if self.align else 'off'}")
         return ", ".join(parts)
 
 
@@ -184,7 +188,6 @@ class EmbeddingRunner:
                 "embedder": [emb.name, emb.version, self.config.embedder_options],
                 "detector": self.detector_key,
                 "align": self.config.align,
-                "flip": self.config.flip,
             }
         )
 
@@ -226,7 +229,7 @@ class EmbeddingRunner:
                         faces[s.key] = (image, face)
                 if faces:
                     chips = np.stack([self._chip(img, f.landmarks, f.box) for img, f in faces.values()])
-                    fresh_vecs = dict(zip(faces, self._embed(chips), strict=True))
+                    fresh_vecs = dict(zip(faces, self.analyzer.embed_chips(chips), strict=True))
                     vectors.update(fresh_vecs)
                     if self.cache:
                         self.cache.put_embeddings(cfg_key, fresh_vecs)
@@ -269,19 +272,12 @@ class EmbeddingRunner:
             h, w = image.shape[:2]
             marks[key] = (relative * np.array([w, h])).astype(np.float32)
             chips.append(self._chip(image, marks[key], (0.0, 0.0, float(w), float(h))))
-        vectors.update(zip(images, self._embed(np.stack(chips)), strict=True))
+        vectors.update(zip(images, self.analyzer.embed_chips(np.stack(chips)), strict=True))
 
     def _chip(self, image: np.ndarray, landmarks: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
         if self.config.align:
             return self.analyzer.align(image, [Detection(tuple(box), 1.0, landmarks)])[0]
         return crop_box(image, box, self.analyzer.embedder.input_size)
-
-    def _embed(self, chips: np.ndarray) -> np.ndarray:
-        vectors = self.analyzer.embed_chips(chips)
-        if self.config.flip:
-            vectors = vectors + self.analyzer.embed_chips(np.ascontiguousarray(chips[:, :, ::-1]))
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors.astype(np.float32)
 
 
 def crop_box(image: np.ndarray, box: tuple[float, ...], size: int) -> np.ndarray:

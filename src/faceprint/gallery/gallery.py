@@ -216,14 +216,17 @@ class Gallery:
     def save_calibration(self, calibration: Calibration) -> None:
         self.store.set_setting(f"calibration:{calibration.embedder}", calibration.to_json())
 
-    def calibration(self, embedder: str, embedder_threshold: float | None = None) -> Calibration:
-        """The calibration in force: stored in this gallery, else built in, else a fallback centred on
-        the embedder's own threshold. A gallery threshold setting overrides its threshold."""
+    def calibration(
+        self, embedder: str, embedder_threshold: float | None = None, *, version: str | None = None
+    ) -> Calibration:
+        """The calibration in force: stored in this gallery, else built in (for this ``version`` if
+        there is one, else the embedder's default), else a fallback centred on the embedder's own
+        threshold. A gallery threshold setting overrides its threshold."""
         stored = self.store.get_setting(f"calibration:{embedder}")
         if stored is not None:
             cal = Calibration.from_json(stored)
         else:
-            cal = builtin_calibration(embedder)
+            cal = builtin_calibration(embedder, version)
             if cal is None:
                 if embedder_threshold is None:
                     raise GalleryError(f"no calibrated threshold for embedder {embedder!r}; pass one")

@@ -78,8 +78,10 @@ BUILTIN: dict[str, Calibration] = {
 }
 
 
-def builtin_calibration(embedder: str) -> Calibration | None:
-    return BUILTIN.get(embedder)
+def builtin_calibration(embedder: str, version: str | None = None) -> Calibration | None:
+    """The built-in calibration of one embedder version ("NAME@VERSION", e.g. "dlib-resnet@2+flip" for
+    test-time views), else of the embedder's name (its default setting), else None."""
+    return BUILTIN.get(f"{embedder}@{version}") or BUILTIN.get(embedder)
 
 
 def fallback_calibration(embedder: str, threshold: float) -> Calibration:

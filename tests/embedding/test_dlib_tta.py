@@ -1,0 +1,133 @@
+"""Test-time augmentation of the dlib ResNet (flip, fixed jitter) on real LFW faces."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceprint.analyzer import FaceAnalyzer
+from faceprint.embedding.dlib_resnet import DlibResNetEmbedder, jitter_params
+from faceprint.errors import GalleryError, ModelError
+from faceprint.gallery import Gallery
+from faceprint.gallery.enrollment import embedder_key
+from faceprint.gallery.thresholds import BUILTIN
+from faceprint.recognizer import Recognizer
+
+PEOPLE = 6  # two photos each
+
+
+@pytest.fixture(scope="module")
+def chips(lfw_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """faceprint's own chips (MTCNN, 5-point alignment) of the first two photos of LFW people, and who."""
+    analyzer = FaceAnalyzer(embedder=DlibResNetEmbedder())
+    people = [d for d in sorted(lfw_dir.iterdir()) if (d / f"{d.name}_0002.jpg").is_file()][:PEOPLE]
+    out, who = [], []
+    for i, person in enumerate(people):
+        for k in (1, 2):
+            path = person / f"{person.name}_000{k}.jpg"
+            # LFW's subject is the face at the centre of the 250x250 image; bystanders are elsewhere.
+            faces = analyzer.analyze(path, with_chips=True)
+            out.append(
+                min(faces, key=lambda f: abs(f.box[0] + f.box[2] - 250) + abs(f.box[1] + f.box[3] - 250)).chip
+            )
+            who.append(i)
+    return np.stack(out), np.array(who)
+
+
+def test_flip_of_the_mirror_image_is_the_flip_of_the_original(chips) -> None:
+    x = chips[0]
+    mirrored = np.ascontiguousarray(x[:, :, ::-1])
+    flip = DlibResNetEmbedder(flip=True)
+    np.testing.assert_allclose(flip.embed(mirrored), flip.embed(x), atol=1e-5)
+    # ... which a single view does not give: the network is not mirror-symmetric by itself.
+    single = DlibResNetEmbedder()
+    assert np.abs(single.embed(mirrored) - single.embed(x)).max() > 1e-2
+
+
+def test_jitter_is_deterministic_and_small(chips) -> None:
+    x = chips[0][:4]
+    first = DlibResNetEmbedder(jitter=4).embed(x)
+    np.testing.assert_array_equal(first, DlibResNetEmbedder(jitter=4).embed(x))
+    views = DlibResNetEmbedder(jitter=4).view_images(x)
+    assert views.shape == (5, *x.shape)
+    assert all(np.abs(v.astype(int) - x).mean() > 1 for v in views[1:])  # each view really moves
+    single = DlibResNetEmbedder().embed(x)
+    cos = np.sum(first * single, axis=1)
+    assert cos.min() > 0.95 and cos.max() < 1 - 1e-4  # a small perturbation of the same face
+
+
+def test_jitter_set_is_nested_and_centred() -> None:
+    eight, four = jitter_params(8), jitter_params(4)
+    np.testing.assert_array_equal(eight[:4], four)
+    np.testing.assert_allclose(eight[:, [0, 2, 3]].sum(axis=0), 0, atol=1e-9)  # rotation, shifts
+    np.testing.assert_allclose(np.log(eight[:, 1]).sum(), 0, atol=1e-9)  # scale, in log
+    assert len(np.unique(eight, axis=0)) == 8
+
+
+@pytest.mark.parametrize("flip, jitter", [(True, 0), (True, 2)])
+def test_tta_keeps_people_apart(chips, flip: bool, jitter: int) -> None:
+    x, who = chips
+    emb = DlibResNetEmbedder(flip=flip, jitter=jitter).embed(x)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    dist = np.linalg.norm(emb[:, None] - emb[None], axis=2)
+    same = (who[:, None] == who[None]) & ~np.eye(len(who), dtype=bool)
+    different = who[:, None] != who[None]
+    assert dist[same].max() < dist[different].min()
+
+
+def test_version_names_the_views(tmp_path: Path) -> None:
+    versions = {DlibResNetEmbedder(flip=f, jitter=j).version for f in (False, True) for j in (0, 2, 8)}
+    assert len(versions) == 6 and "2" in versions and "2+flip+jitter8" in versions
+    # A gallery enrolled with one setting refuses queries made with another.
+    analyzer = FaceAnalyzer(embedder_options={"flip": True})
+    assert analyzer.embedder.views == 2
+    with Gallery.open(tmp_path / "g.sqlite") as gallery:
+        gallery.add_person("ada")
+        vector = np.ones(128, np.float32) / np.sqrt(128)
+        gallery.add_template("ada", vector, embedder="dlib-resnet", embedder_version="2")
+        with pytest.raises(GalleryError, match="cannot be compared"):
+            gallery.search(vector, embedder_key(analyzer))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"flip": "yes"}, "flip must be True or False"),
+        ({"flip": 1}, "flip must be True or False"),
+        ({"jitter": -1}, "jitter must be an integer from 0 to 64"),
+        ({"jitter": 65}, "jitter must be an integer from 0 to 64"),
+        ({"jitter": 2.0}, "jitter must be an integer"),
+        ({"jitter": True}, "jitter must be an integer"),
+    ],
+)
+def test_bad_options_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        DlibResNetEmbedder(**options)
+
+
+def test_batch_boundaries_do_not_change_the_result(chips) -> None:
+    x = chips[0]  # 12 chips of 8 views each
+    whole = DlibResNetEmbedder(flip=True, jitter=3).embed(x)
+    for batch_size in (5, 20):  # fewer views than a chip has; several chips per pass with a remainder
+        small = DlibResNetEmbedder(flip=True, jitter=3)
+        small.batch_size = batch_size
+        np.testing.assert_allclose(small.embed(x), whole, atol=1e-5)
+    # embed_raw stays the single-view, dlib-parity output whatever the views.
+    np.testing.assert_array_equal(
+        DlibResNetEmbedder(flip=True, jitter=3).embed_raw(x[:2]), DlibResNetEmbedder().embed_raw(x[:2])
+    )
+
+
+def test_builtin_calibration_is_looked_up_by_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default = BUILTIN["dlib-resnet"]
+    monkeypatch.setitem(BUILTIN, "dlib-resnet@2+flip", replace(default, threshold=0.3))
+    with Gallery.open(tmp_path / "g.sqlite") as gallery:
+        flip = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": True}))
+        assert flip.threshold() == 0.3
+        # A setting without its own entry falls back to the embedder's default calibration.
+        jitter = Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4}))
+        assert jitter.calibration == default
+        assert Recognizer(gallery).calibration == default
