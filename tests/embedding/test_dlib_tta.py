@@ -43,18 +43,18 @@ def test_flip_of_the_mirror_image_is_the_flip_of_the_original(chips) -> None:
     flip = DlibResNetEmbedder(flip=True)
     np.testing.assert_allclose(flip.embed(mirrored), flip.embed(x), atol=1e-5)
     # ... which a single view does not give: the network is not mirror-symmetric by itself.
-    single = DlibResNetEmbedder()
+    single = DlibResNetEmbedder(flip=False)
     assert np.abs(single.embed(mirrored) - single.embed(x)).max() > 1e-2
 
 
 def test_jitter_is_deterministic_and_small(chips) -> None:
     x = chips[0][:4]
-    first = DlibResNetEmbedder(jitter=4).embed(x)
-    np.testing.assert_array_equal(first, DlibResNetEmbedder(jitter=4).embed(x))
-    views = DlibResNetEmbedder(jitter=4).view_images(x)
+    first = DlibResNetEmbedder(flip=False, jitter=4).embed(x)
+    np.testing.assert_array_equal(first, DlibResNetEmbedder(flip=False, jitter=4).embed(x))
+    views = DlibResNetEmbedder(flip=False, jitter=4).view_images(x)
     assert views.shape == (5, *x.shape)
     assert all(np.abs(v.astype(int) - x).mean() > 1 for v in views[1:])  # each view really moves
-    single = DlibResNetEmbedder().embed(x)
+    single = DlibResNetEmbedder(flip=False).embed(x)
     cos = np.sum(first * single, axis=1)
     assert cos.min() > 0.95 and cos.max() < 1 - 1e-4  # a small perturbation of the same face
 
@@ -81,9 +81,11 @@ def test_tta_keeps_people_apart(chips, flip: bool, jitter: int) -> None:
 def test_version_names_the_views(tmp_path: Path) -> None:
     versions = {DlibResNetEmbedder(flip=f, jitter=j).version for f in (False, True) for j in (0, 2, 8)}
     assert len(versions) == 6 and "2" in versions and "2+flip+jitter8" in versions
+    # Flip is the default, with its own calibrated threshold (TAR is higher at the same FAR with flip).
+    analyzer = FaceAnalyzer()
+    assert analyzer.embedder.views == 2 and analyzer.embedder.version == "2+flip"
+    assert DlibResNetEmbedder().threshold != DlibResNetEmbedder(flip=False).threshold
     # A gallery enrolled with one setting refuses queries made with another.
-    analyzer = FaceAnalyzer(embedder_options={"flip": True})
-    assert analyzer.embedder.views == 2
     with Gallery.open(tmp_path / "g.sqlite") as gallery:
         gallery.add_person("ada")
         vector = np.ones(128, np.float32) / np.sqrt(128)
@@ -122,12 +124,16 @@ def test_batch_boundaries_do_not_change_the_result(chips) -> None:
 
 
 def test_builtin_calibration_is_looked_up_by_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    default = BUILTIN["dlib-resnet"]
-    monkeypatch.setitem(BUILTIN, "dlib-resnet@2+flip", replace(default, threshold=0.3))
+    default, single = BUILTIN["dlib-resnet"], BUILTIN["dlib-resnet@2"]
+    assert single.threshold != default.threshold
     with Gallery.open(tmp_path / "g.sqlite") as gallery:
-        flip = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": True}))
-        assert flip.threshold() == 0.3
-        # A setting without its own entry falls back to the embedder's default calibration.
-        jitter = Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4}))
-        assert jitter.calibration == default
-        assert Recognizer(gallery).calibration == default
+        assert Recognizer(gallery).calibration == default  # the default setting: flip
+        one_view = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": False}))
+        assert one_view.calibration == single
+        # Jittered views take the calibration of the same setting without jitter ...
+        jitter = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": False, "jitter": 4}))
+        assert jitter.calibration == single
+        assert Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4})).calibration == default
+        # ... and an entry of their own version wins.
+        monkeypatch.setitem(BUILTIN, "dlib-resnet@2+flip+jitter4", replace(default, threshold=0.3))
+        assert Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4})).threshold() == 0.3

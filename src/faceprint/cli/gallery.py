@@ -276,7 +276,7 @@ def threshold(
     with _open(gallery) as g:
         if value is not None or reset:
             g.set_threshold(embedder.name, None if reset else value)
-        cal = g.calibration(embedder.name, embedder.threshold)
+        cal = g.calibration(embedder.name, embedder.threshold, version=embedder.version)
     rates = "" if math.isnan(cal.far) else f" (FAR {cal.far:.3%}, TAR {cal.tar:.2%} on {cal.source})"
     typer.echo(f"{embedder.name}: threshold {cal.threshold:.4f}{rates}")
 
