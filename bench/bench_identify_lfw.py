@@ -74,11 +74,13 @@ def faceprint_scores(
     known: list[tuple[str, Path]],
     unknown: list[tuple[str, Path]],
     combine: str = "mean",
+    version: str = "2+flip",
 ) -> tuple[Scores, float]:
-    """Enrol into a temporary SQLite gallery and search it as the Recognizer does (nearest person)."""
+    """Enrol into a temporary SQLite gallery and search it as the Recognizer does (nearest person), at
+    the built-in threshold of that embedder ``version``."""
     from faceprint.gallery import EmbedderKey, Gallery
 
-    key = EmbedderKey("dlib-resnet", "bench")
+    key = EmbedderKey("dlib-resnet", version)
     with tempfile.TemporaryDirectory() as tmp, Gallery.open(Path(tmp) / "g.sqlite3", combine=combine) as g:
         with g.store.transaction():
             for name, path in gallery:
@@ -99,7 +101,7 @@ def faceprint_scores(
 
         known_d, known_ok = score(known)
         unknown_d, _ = score(unknown)
-        threshold = g.calibration(key.name).threshold
+        threshold = g.calibration(key.name, version=key.version).threshold
     return Scores(known_d, known_ok, unknown_d), threshold
 
 
@@ -176,13 +178,15 @@ def main() -> None:
         flush=True,
     )
 
-    run = EmbeddingRunner(cache=EmbeddingCache()).embed_paths(paths)
+    runner = EmbeddingRunner(cache=EmbeddingCache())
+    version = runner.analyzer.embedder.version
+    run = runner.embed_paths(paths)
     fp = {p: v for p, v, ok in zip(paths, run.vectors, run.found, strict=True) if ok}
     anchor = encode_images(paths)
     raw, found = anchor.embeddings, anchor.found
     fr = {p: v for p, v, ok in zip(paths, raw, found, strict=True) if ok}
 
-    fp_s, fp_t = faceprint_scores(fp, gallery, known, unknown)
+    fp_s, fp_t = faceprint_scores(fp, gallery, known, unknown, version=version)
     fr_s = fr_scores(fr, gallery, known, unknown)
 
     header = (
@@ -191,7 +195,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    print(row("faceprint (MTCNN + dlib-resnet)", fp_s, fp_t, len(fp), len(paths)))
+    print(row(f"faceprint (MTCNN + dlib-resnet {version})", fp_s, fp_t, len(fp), len(paths)))
     print(row("face_recognition (HOG, tol 0.6)", fr_s, TOLERANCE, len(fr), len(paths)))
 
     g3, k3, u3 = combine_split({n: people[n] for n in people if n in keep})
@@ -202,7 +206,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for combine in ("nearest", "mean"):
-        s, t = faceprint_scores(fp, g3, k3, u3, combine)
+        s, t = faceprint_scores(fp, g3, k3, u3, combine, version)
         print(row(f"faceprint, combine={combine}", s, t, len(fp), len(paths)))
 
 
