@@ -33,6 +33,16 @@ def test_wrong_kind_and_unknown_name() -> None:
         models.create("retina", "detector")
 
 
+def test_an_option_the_model_does_not_take_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"detector 'mtcnn' does not take options \['flip'\]"):
+        models.create("mtcnn", "detector", flip=True)
+    trained = tmp_path / "net.fpm"
+    trained.write_bytes(b"not read before the options are checked")
+    with pytest.raises(ModelError, match=r"does not take options \['jitter'\]"):
+        models.create(str(trained), "embedder", jitter=2)
+    assert models.create("dlib-resnet", "embedder", flip=False).version == "2"
+
+
 def test_register_adds_a_model() -> None:
     sentinel = object()
     models.register("test-model", "embedder", lambda: sentinel)

@@ -70,7 +70,7 @@ def create(name: str, kind: str, **kwargs: Any) -> Any:
     if kind == "embedder" and name not in _REGISTERED and name not in _BUILTIN and Path(name).is_file():
         from faceprint.embedding.trained import TrainedEmbedder
 
-        return TrainedEmbedder(name, **kwargs)
+        return _construct(TrainedEmbedder, name, kind, name, **kwargs)
     if name in _REGISTERED:
         got_kind, factory = _REGISTERED[name]
     elif name in _BUILTIN:
@@ -83,7 +83,19 @@ def create(name: str, kind: str, **kwargs: Any) -> Any:
     if factory is None:
         module_name, attr = target.split(":")
         factory = getattr(importlib.import_module(module_name), attr)
-    return factory(**kwargs)
+    return _construct(factory, name, kind, **kwargs)
+
+
+def _construct(factory: Any, name: str, kind: str, *args: Any, **kwargs: Any) -> Any:
+    """``factory(*args, **kwargs)``, with options the model does not take (e.g. ``flip`` for a trained
+    embedder) reported as a ModelError naming them, not a TypeError from deep inside."""
+    import inspect
+
+    try:
+        inspect.signature(factory).bind(*args, **kwargs)
+    except TypeError as err:
+        raise ModelError(f"{kind} {name!r} does not take options {sorted(kwargs)}: {err}") from None
+    return factory(*args, **kwargs)
 
 
 def package_file(package: str, relpath: str, pip_name: str) -> Path:
