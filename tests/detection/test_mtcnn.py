@@ -452,3 +452,14 @@ def test_same_faces_as_the_package_on_lfw(lfw_dir, package_mtcnn):
         _assert_same_faces(path.name, mine, rows)
         found += len(mine)
     assert found >= 200
+
+
+def test_a_failing_pyramid_level_raises_in_the_caller(detector, astronaut, monkeypatch):
+    """Levels are resized on a helper thread; its errors must surface in the detecting thread."""
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("no room for the level")
+
+    monkeypatch.setattr(M.cv2, "resize", out_of_memory)
+    with pytest.raises(MemoryError, match="no room for the level"):
+        detector.detect(astronaut)

@@ -58,6 +58,24 @@ def test_identify_and_people_commands(
     assert code == 1 and "no person 'Barack Obama'" in err
 
 
+def test_no_flip_queries_a_one_view_gallery(
+    enrolled: Path, tmp_path: Path, knn_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--no-flip` before the command switches every analyzer to one view (embedder version 2): its
+    own threshold, and a gallery enrolled with flip refuses its embeddings."""
+    shutil.copy(enrolled, tmp_path / "g.sqlite3")
+    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    code, flip, _ = run(["threshold", *gallery], capsys)
+    assert code == 0 and "0.3771" in flip
+    code, single, _ = run(["--no-flip", "threshold", *gallery], capsys)
+    assert code == 0 and "0.3848" in single
+    photo = str(knn_dir / "test" / "obama_and_biden.jpg")
+    code, _, err = run(["--no-flip", "identify", photo, *gallery], capsys)
+    assert code == 1 and "cannot be compared" in err
+    code, out, _ = run(["identify", photo, *gallery], capsys)  # each invocation starts from the default
+    assert code == 0 and "obama" in out.lower()
+
+
 def test_enroll_refusal_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from skimage import data
 

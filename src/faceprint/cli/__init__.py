@@ -4,6 +4,7 @@ through a ``register(app)`` function in its own module here."""
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +17,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+# Options given before the command (`faceprint --no-flip identify ...`), for every command's analyzer.
+_EMBEDDER_OPTIONS: dict[str, Any] = {}
+
+
+@app.callback()
+def _global_options(
+    flip: Annotated[
+        bool,
+        typer.Option(
+            "--flip/--no-flip",
+            help="Embed each face with its mirror image (default) or one view: 1.7x faster embedding, "
+            "and the embedder version of galleries enrolled before flip became the default.",
+        ),
+    ] = True,
+) -> None:
+    _EMBEDDER_OPTIONS["flip"] = flip
+
+
+def analyzer(**detector_options: Any) -> Any:
+    """The FaceAnalyzer every command uses: default models, the global embedder options, and the
+    command's own detector options."""
+    from faceprint.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer(detector_options=detector_options, embedder_options=dict(_EMBEDDER_OPTIONS))
 
 
 def _register_all() -> None:

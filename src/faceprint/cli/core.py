@@ -9,6 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from faceprint.cli import analyzer as cli_analyzer
 from faceprint.errors import FaceprintError
 
 Images = Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)]
@@ -18,12 +19,6 @@ def register(app: typer.Typer) -> None:
     app.command()(detect)
     app.command()(embed)
     app.command()(compare)
-
-
-def _analyzer(**detector_options: object):
-    from faceprint.analyzer import FaceAnalyzer
-
-    return FaceAnalyzer(detector_options=detector_options)
 
 
 def detect(
@@ -36,7 +31,7 @@ def detect(
     from faceprint.draw import draw_faces
     from faceprint.io import load_image
 
-    analyzer = _analyzer(min_face_size=min_face_size)
+    analyzer = cli_analyzer(min_face_size=min_face_size)
     failed = 0
     for path in images:
         try:
@@ -65,7 +60,7 @@ def embed(
     out: Annotated[Path, typer.Option("--out", help="Output .npy file (N x 128 float32).")],
 ) -> None:
     """Embed the face of each portrait; writes an (N, D) array in the order given."""
-    analyzer = _analyzer()
+    analyzer = cli_analyzer()
     vectors = []
     for path in images:
         vectors.append(analyzer.analyze_one(path).embedding)
@@ -82,7 +77,7 @@ def compare(
     ] = None,
 ) -> None:
     """Distance between the faces of two images and same/different at the threshold."""
-    analyzer = _analyzer()
+    analyzer = cli_analyzer()
     a, b = (analyzer.analyze_one(p).embedding for p in (image_a, image_b))
     distance = float(np.linalg.norm(a - b))
     limit = analyzer.embedder.threshold if threshold is None else threshold

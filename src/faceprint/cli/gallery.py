@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from faceprint.cli import analyzer as cli_analyzer
 from faceprint.cli.core import _report_error as report_error
 from faceprint.errors import FaceprintError
 
@@ -50,12 +51,6 @@ def _open(path: Path | None) -> Gallery:
     return Gallery.open(path)
 
 
-def _analyzer():
-    from faceprint.analyzer import FaceAnalyzer
-
-    return FaceAnalyzer()
-
-
 def _print_result(result: EnrollResult) -> None:
     line = f"{result.status:8}  {result.source} -> {result.name}"
     if result.reason:
@@ -78,7 +73,7 @@ def enroll(
     """Enrol a person from images (or frames of a camera or video clip)."""
     if not images and camera is None and video is None:
         raise typer.BadParameter("give image files, --camera INDEX or --video PATH")
-    analyzer = _analyzer()
+    analyzer = cli_analyzer()
     sources: list = list(images or [])
     if camera is not None or video is not None:
         from faceprint.video.enrollment import pick_enrollment_frames
@@ -110,7 +105,7 @@ def enroll_dir(
     """Enrol every person of a folder (one sub-folder per person); resumes where a previous run stopped."""
     from tqdm import tqdm
 
-    analyzer = _analyzer()
+    analyzer = cli_analyzer()
     with _open(gallery) as g, tqdm(desc="enrolling", unit="img", leave=False) as bar:
 
         def progress(result: EnrollResult, done: int, total: int) -> None:
@@ -148,7 +143,7 @@ def identify(
 
     failed = 0
     with _open(gallery) as g:
-        recognizer = Recognizer(g, _analyzer(), threshold)
+        recognizer = Recognizer(g, cli_analyzer(), threshold)
         for path in images:
             try:
                 image = load_image(path)
@@ -215,7 +210,7 @@ def verify(
     from faceprint.recognizer import Recognizer
 
     with _open(gallery) as g:
-        result = Recognizer(g, _analyzer(), threshold).verify(image_a, image_b)
+        result = Recognizer(g, cli_analyzer(), threshold).verify(image_a, image_b)
     verdict = "same person" if result.same else "different people"
     typer.echo(
         f"{verdict}: distance {result.distance:.4f} (threshold {result.threshold:.4f}), "
@@ -272,7 +267,7 @@ def threshold(
     gallery: GalleryOpt = None,
 ) -> None:
     """Show or set the gallery's decision threshold for the default embedder."""
-    embedder = _analyzer().embedder
+    embedder = cli_analyzer().embedder
     with _open(gallery) as g:
         if value is not None or reset:
             g.set_threshold(embedder.name, None if reset else value)

@@ -61,7 +61,7 @@ def watch(
     loop: Annotated[bool, typer.Option(help="Replay a file or folder from the start when it ends.")] = False,
 ) -> None:
     """Recognise and track faces in a video; Ctrl-C stops cleanly with every output written."""
-    from faceprint.analyzer import FaceAnalyzer
+    from faceprint.cli import analyzer as cli_analyzer
     from faceprint.gallery import Gallery
     from faceprint.recognizer import Recognizer
     from faceprint.video.outputs import Window
@@ -70,7 +70,7 @@ def watch(
 
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: outputs are flushed and closed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    analyzer = FaceAnalyzer(detector_options={"min_face_size": min_face_size})
+    analyzer = cli_analyzer(min_face_size=min_face_size)
     options = WatchOptions(detect_every=detect_every, detect_width=detect_width)
     with Gallery.open(gallery) as people:
         recognizer = Recognizer(people, analyzer, threshold)
