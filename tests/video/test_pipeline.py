@@ -185,6 +185,8 @@ def test_ctrl_c_flushes_every_output(clip, lfw_gallery, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a script's background job would start it: SIGINT inherited ignored. Ctrl-C must still work.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and (not events.exists() or "identified" not in events.read_text()):

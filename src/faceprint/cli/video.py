@@ -68,7 +68,10 @@ def watch(
     from faceprint.video.pipeline import VideoRecognizer
     from faceprint.video.sources import open_source
 
-    # `kill` (SIGTERM) stops as cleanly as Ctrl-C: outputs are flushed and closed.
+    # Ctrl-C (SIGINT) and `kill` (SIGTERM) stop cleanly: outputs are flushed and closed. SIGINT is set
+    # too because a process started in the background by a script inherits it ignored, and `watch`
+    # must stay stoppable (measured: a `watch --loop` run from such a test suite ignored Ctrl-C).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     analyzer = cli_analyzer(min_face_size=min_face_size)
     options = WatchOptions(detect_every=detect_every, detect_width=detect_width)
