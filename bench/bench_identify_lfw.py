@@ -73,8 +73,8 @@ def faceprint_scores(
     gallery: list[tuple[str, Path]],
     known: list[tuple[str, Path]],
     unknown: list[tuple[str, Path]],
-    combine: str = "mean",
-    version: str = "2+flip",
+    combine: str,
+    version: str,
 ) -> tuple[Scores, float]:
     """Enrol into a temporary SQLite gallery and search it as the Recognizer does (nearest person), at
     the built-in threshold of that embedder ``version``."""
@@ -186,7 +186,7 @@ def main() -> None:
     raw, found = anchor.embeddings, anchor.found
     fr = {p: v for p, v, ok in zip(paths, raw, found, strict=True) if ok}
 
-    fp_s, fp_t = faceprint_scores(fp, gallery, known, unknown, version=version)
+    fp_s, fp_t = faceprint_scores(fp, gallery, known, unknown, "mean", version)
     fr_s = fr_scores(fr, gallery, known, unknown)
 
     header = (

@@ -126,6 +126,9 @@ def test_batch_boundaries_do_not_change_the_result(chips) -> None:
 def test_builtin_calibration_is_looked_up_by_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     default, single = BUILTIN["dlib-resnet"], BUILTIN["dlib-resnet@2"]
     assert single.threshold != default.threshold
+    # `compare` (the embedder's own threshold) and the gallery (built-in calibration) agree per setting.
+    assert DlibResNetEmbedder().threshold == default.threshold
+    assert DlibResNetEmbedder(flip=False).threshold == single.threshold
     with Gallery.open(tmp_path / "g.sqlite") as gallery:
         assert Recognizer(gallery).calibration == default  # the default setting: flip
         one_view = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": False}))
