@@ -154,7 +154,7 @@ def test_nets_match_faceies_numpy_nets(detector, lfw_dir):
     prob, box = nets("pnet", level[None].astype(np.float32))
     ref_prob, ref_box = model.p_net(faceie_input(level[None])[0])
     np.testing.assert_allclose(prob[0], ref_prob, atol=1e-4)
-    np.testing.assert_allclose(box[0].transpose(1, 2, 0) + np.array([0, 0, 1, 1]), ref_box, atol=1e-4)
+    np.testing.assert_allclose(box[0] + np.array([0, 0, 1, 1]), ref_box, atol=1e-4)
 
 
 # ---- box handling -------------------------------------------------------------------------------------

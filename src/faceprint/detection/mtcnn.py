@@ -15,9 +15,13 @@ The nets are defined and run in PyTorch (``mtcnn_nets``), eager: measured faster
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,6 +32,11 @@ from faceprint.types import Detection
 SELECTIONS = ("all", "largest", "central")
 _PNET_CELL = 12  # P-Net's receptive field ...
 _PNET_STRIDE = 2  # ... and its output stride, in pixels of the scaled image
+_BAND_CELLS = 64 * 512  # P-Net output cells per band of rows (see _Level.bands)
+# Crops per R-/O-Net forward, most and fewest. Bigger batches got slower per crop (300 R-Net crops: 29 ms
+# in one batch, 17 in batches of 64-128; 64 O-Net crops: 34 ms vs 20 in batches of 16-32); chunks are spread
+# over threads, down to a few O-Net crops each (about 0.4 ms of work per crop).
+_CHUNK_CROPS = {"rnet": (96, 16), "onet": (24, 2)}
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -141,7 +150,8 @@ class MTCNNNets:
     """The three nets as PyTorch modules (``mtcnn_nets``, converted weights from the cache). Call with a
     net name and (N, H, W, 3) float32 RGB pixel values; returns P(face) and that net's other outputs as
     numpy arrays. Eager PyTorch (oneDNN) measured 1.5-3x faster than ONNX Runtime on these nets here
-    (bench/bench_detect.py): their 3-channel first convs and small channel counts suit oneDNN's kernels."""
+    (bench/bench_detect.py): their 3-channel first convs and small channel counts suit oneDNN's kernels.
+    ``pool`` runs independent pieces of work (pyramid levels, chunks of crops) on ``threads`` threads."""
 
     def __init__(self, threads: int | None) -> None:
         import torch
@@ -151,17 +161,121 @@ class MTCNNNets:
 
         self.modules = {key: build(key, load_state_dict(key)) for key in NETS}
         self.threads = threads or torch.get_num_threads()
+        self.pool = _TaskPool(self.threads)
 
     def __call__(self, key: str, pixels: np.ndarray) -> list[np.ndarray]:
         import torch
 
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
         with torch.inference_mode():
             logit, *rest = (t.numpy() for t in self.modules[key](torch.from_numpy(pixels)))
         # P(face) as the two-way softmax computes it in float32 (saturating to exactly 1.0 alike).
         prob = np.float32(1.0) / (np.float32(1.0) + np.exp(-logit))
         return [prob, *rest]
+
+    def chunked(
+        self, key: str, pixels: Mapping[int, np.ndarray], cands: _Candidates, size: int
+    ) -> list[np.ndarray]:
+        """Net ``key`` on the ``size`` crops of every candidate, in chunks spread over the pool."""
+        n = cands.image.shape[0]
+        most, fewest = _CHUNK_CROPS[key]
+        count = max(-(-n // most), min(self.threads, n // fewest), 1)
+        chunks = np.array_split(np.arange(n), count)
+        outs = self.pool.map(lambda rows: self(key, _crops(pixels, cands.take(rows), size)), chunks)
+        return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+
+
+class _Job:
+    """One ``_TaskPool.map`` call: items are claimed in order by whichever thread is free. Every item
+    runs even after one fails (items may wait for earlier ones); the first error is kept."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> None:
+        self.fn, self.items = fn, items
+        self.results: list[Any] = [None] * len(items)
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._next = 0
+        self._left = len(items)
+
+    def work(self) -> None:
+        while True:
+            with self._lock:
+                k = self._next
+                if k >= len(self.items):
+                    return
+                self._next += 1
+            try:
+                self.results[k] = self.fn(self.items[k])
+            except BaseException as err:  # re-raised in the caller's thread
+                self.error = self.error or err
+            with self._lock:
+                self._left -= 1
+                if self._left == 0:
+                    self.done.set()
+
+
+class _TaskPool:
+    """Runs a function over items on ``size`` threads: the caller's and ``size - 1`` daemon helpers.
+
+    Why not torch's own threads: oneDNN splits each op of these small nets across threads and loses more
+    to synchronising them than it gains (640x480 P-Net pyramid: 17.8 ms on two intra-op threads, 14.6 ms
+    on one, 9.2 ms with two levels at a time on one thread each). So ops run on one torch thread while a
+    detection runs, and the pool parallelises across levels and crop chunks. Items are handed out in
+    order, so putting the largest first balances the threads. Plain threads and events, no executor: a
+    Ctrl-C in the caller must not be able to leave a pool's lock held (a hang at exit)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._helpers = 0
+        self._lock = threading.Lock()
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        helpers = min(self.size, len(items)) - 1
+        if helpers <= 0:
+            return [fn(item) for item in items]
+        with self._lock:
+            while self._helpers < self.size - 1:
+                threading.Thread(target=self._serve, name="mtcnn-worker", daemon=True).start()
+                self._helpers += 1
+        job = _Job(fn, items)
+        for _ in range(helpers):
+            self._queue.put(job)
+        job.work()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.results
+
+    def _serve(self) -> None:
+        while True:
+            self._queue.get().work()
+
+
+_torch_threads_lock = threading.Lock()
+_torch_threads_users = 0
+_torch_threads_saved = 1
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch's intra-op thread count is process-wide: one while any detection runs (see ``_TaskPool``),
+    the previous count again after the last one ends."""
+    import torch
+
+    global _torch_threads_users, _torch_threads_saved
+    with _torch_threads_lock:
+        if _torch_threads_users == 0:
+            _torch_threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _torch_threads_users += 1
+    try:
+        yield
+    finally:
+        with _torch_threads_lock:
+            _torch_threads_users -= 1
+            if _torch_threads_users == 0:
+                torch.set_num_threads(_torch_threads_saved)
 
 
 @dataclass
@@ -245,43 +359,39 @@ class MTCNNDetector:
             return results
         nets = self.load()
         pixels = {i: images[i].astype(np.float32) for i in usable}  # resampling happens in float
-        cands = self._propose(nets, pixels)
-        cands = self._refine(nets, pixels, cands)
-        cands, landmarks = self._output(nets, pixels, cands)
+        with _one_torch_thread():
+            cands = self._propose(nets, pixels)
+            cands = self._refine(nets, pixels, cands)
+            cands, landmarks = self._output(nets, pixels, cands)
         for row in range(cands.image.shape[0]):
             det = Detection(tuple(cands.boxes[row].tolist()), float(cands.scores[row]), landmarks[row])
             results[int(cands.image[row])].append(det)
         return [self._choose(dets, images[i].shape) for i, dets in enumerate(results)]
 
     def _propose(self, nets: MTCNNNets, pixels: dict[int, np.ndarray]) -> _Candidates:
-        """P-Net over each image's pyramid; regress each window; NMS per scale, then across scales; square."""
+        """P-Net over each image's pyramid; regress each window; NMS per scale, then across scales (levels
+        in pyramid order, so ties break as in the package); square. The pool works through every level's
+        resize, then P-Net on row bands of every level, then each level's windows, largest levels first."""
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, image in pixels.items():
             by_size.setdefault(image.shape[:2], []).append(i)
-        found: list[_Candidates] = []
-        for (h, w), members in by_size.items():
-            scales = pyramid_scales(h, w, self.min_face_size, self.factor)
-            sizes = [(int(h * s), int(w * s)) for s in scales]  # truncated, like TensorFlow's resize
-            levels = _pyramid([pixels[i] for i in members], sizes)
-            for scale, batch in zip(scales, levels, strict=True):
-                prob, reg = nets("pnet", batch)
-                n, ys, xs = np.nonzero(prob > self.thresholds[0])
-                if n.size == 0:
-                    continue
-                # Each output cell sees a 12x12 window at stride 2; the package's corners are (2x + 1,
-                # 2y + 1) and (2x + 12, 2y + 12), regressed by 11 px per unit offset, then unscaled.
-                corners = np.stack([xs, ys, xs, ys], axis=1).astype(np.float64) * _PNET_STRIDE
-                corners[:, :2] += 1.0
-                corners[:, 2:] += _PNET_CELL
-                boxes = (corners + reg[n, :, ys, xs] * (_PNET_CELL - 1.0)) / scale
-                cand = _Candidates(np.asarray(members)[n], boxes, prob[n, ys, xs])
-                found.append(cand.take(grouped_nms(cand.boxes, cand.scores, n, 0.5)))
-        if not found:
+        levels = [
+            _Level([pixels[i] for i in members], np.asarray(members), scale)
+            for (h, w), members in by_size.items()
+            for scale in pyramid_scales(h, w, self.min_face_size, self.factor)
+        ]
+        largest_first = sorted(levels, key=lambda level: -level.cells)
+        tasks: list[Callable[[], None]] = [level.resize for level in largest_first]
+        tasks += [partial(level.run_band, nets, band) for level in largest_first for band in level.bands()]
+        tasks += [partial(level.find_windows, self.thresholds[0]) for level in largest_first]
+        nets.pool.map(lambda task: task(), tasks)
+        kept = [level.candidates for level in levels if level.candidates is not None]
+        if not kept:
             return _Candidates(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, np.float32))
         cands = _Candidates(
-            np.concatenate([c.image for c in found]),
-            np.concatenate([c.boxes for c in found]),
-            np.concatenate([c.scores for c in found]),
+            np.concatenate([c.image for c in kept]),
+            np.concatenate([c.boxes for c in kept]),
+            np.concatenate([c.scores for c in kept]),
         )
         cands = cands.take(grouped_nms(cands.boxes, cands.scores, cands.image, 0.7))
         cands.boxes = square(cands.boxes)
@@ -291,7 +401,7 @@ class MTCNNDetector:
         """R-Net on 24x24 crops of all candidates at once; regress; threshold; NMS per image; square."""
         if cands.image.size == 0:
             return cands
-        prob, reg = nets("rnet", _crops(pixels, cands, 24))
+        prob, reg = nets.chunked("rnet", pixels, cands, 24)
         passed = np.flatnonzero(prob > self.thresholds[1])
         cands = _Candidates(cands.image[passed], regress(cands.boxes[passed], reg[passed]), prob[passed])
         cands = cands.take(grouped_nms(cands.boxes, cands.scores, cands.image, 0.7))
@@ -304,7 +414,7 @@ class MTCNNDetector:
         """O-Net on 48x48 crops of all candidates at once; landmarks; regress; threshold; NMS ("min")."""
         if cands.image.size == 0:
             return cands, np.zeros((0, 5, 2), np.float32)
-        prob, reg, marks = nets("onet", _crops(pixels, cands, 48))
+        prob, reg, marks = nets.chunked("onet", pixels, cands, 48)
         passed = np.flatnonzero(prob > self.thresholds[2])
         boxes = cands.boxes[passed]
         # Landmarks are fractions of the crop (five x, then five y), placed as the package does.
@@ -332,37 +442,83 @@ class MTCNNDetector:
         ]
 
 
-def _pyramid(images: list[np.ndarray], sizes: list[tuple[int, int]]) -> Iterator[np.ndarray]:
-    """The pyramid levels of same-size float32 images, stacked per level, in order.
+class _Level:
+    """One pyramid level of same-size images, computed in pieces by the pool's threads: ``resize``, then
+    ``run_band`` for each band of P-Net output rows, then ``find_windows``. Each piece waits for the one
+    before it, which was handed out earlier, so the wait always ends."""
 
-    Each level is area-averaged from the image itself, as the mtcnn package does (averaging from a
-    smaller level instead moved boxes to IoU 0.80 with the package's). OpenCV's area resize is
-    single-threaded, so a daemon thread makes the levels one step ahead of the caller, overlapping with
-    P-Net (1080p frame: 255 -> 231 ms). Plain events, no executor: a Ctrl-C in the caller must not be
-    able to leave a pool's lock held (a hang at exit)."""
-    levels: list[np.ndarray | BaseException | None] = [None] * len(sizes)
-    ready = [threading.Event() for _ in sizes]
+    def __init__(self, images: list[np.ndarray], members: np.ndarray, scale: float) -> None:
+        self.images, self.members, self.scale = images, members, scale
+        h, w = images[0].shape[:2]
+        self.height, self.width = int(h * scale), int(w * scale)  # truncated, like TensorFlow's resize
+        # P-Net's output grid: 3x3 conv, 2x2 pool (ceil), two 3x3 convs
+        self.rows, self.cols = (self.height - 1) // 2 - 4, (self.width - 1) // 2 - 4
+        self.cells = self.rows * self.cols * len(images)
+        self.pixels: np.ndarray | None = None
+        self.resized = threading.Event()
+        self.maps: dict[int, list[np.ndarray]] = {}
+        self.mapped = threading.Event()
+        self._bands = self._bands_left = 0
+        self._lock = threading.Lock()
+        self.candidates: _Candidates | None = None
 
-    def work() -> None:
-        for k, (height, width) in enumerate(sizes):
-            try:
-                if images[0].shape[:2] == (height, width):
-                    levels[k] = np.stack(images)
-                else:
-                    levels[k] = np.stack(
-                        [cv2.resize(im, (width, height), interpolation=cv2.INTER_AREA) for im in images]
-                    )
-            except BaseException as err:  # re-raised in the caller's thread
-                levels[k] = err
-            ready[k].set()
+    def bands(self) -> list[tuple[int, int]]:
+        """Row ranges of P-Net's output, about _BAND_CELLS cells each. P-Net is fully convolutional, so a
+        band of output rows needs only input rows 2 * first .. 2 * last + 11 and comes out the same as
+        that part of the whole map. Bands keep the intermediate maps in cache (a 1080p frame's first
+        level: 75 -> 47 ms) and split big levels between threads."""
+        step = max(1, _BAND_CELLS // max(self.cols * len(self.images), 1))
+        bands = [(r, min(r + step, self.rows)) for r in range(0, self.rows, step)]
+        self._bands = self._bands_left = len(bands)
+        return bands
 
-    threading.Thread(target=work, name="mtcnn-pyramid", daemon=True).start()
-    for k in range(len(sizes)):
-        ready[k].wait()
-        level, levels[k] = levels[k], None  # the caller holds the only reference from here
-        if isinstance(level, BaseException):
-            raise level
-        yield level
+    def resize(self) -> None:
+        try:
+            # Area-averaged from the image itself, as the mtcnn package does (averaging from a smaller
+            # level instead moved boxes to IoU 0.80 with the package's).
+            size = (self.width, self.height)
+            resized = [
+                im if im.shape[1::-1] == size else cv2.resize(im, size, interpolation=cv2.INTER_AREA)
+                for im in self.images
+            ]
+            # reshape, not [None]: a zero batch stride would make torch run the nets in NCHW (2-6x slower)
+            self.pixels = np.stack(resized) if len(resized) > 1 else resized[0].reshape(1, *resized[0].shape)
+        finally:
+            self.resized.set()
+
+    def run_band(self, nets: MTCNNNets, band: tuple[int, int]) -> None:
+        try:
+            self.resized.wait()
+            if self.pixels is not None:  # else the resize failed and reports why
+                first, last = band
+                rows = self.pixels[:, 2 * first : min(2 * last + 10, self.height)]
+                self.maps[first] = nets("pnet", np.ascontiguousarray(rows))
+        finally:
+            with self._lock:
+                self._bands_left -= 1
+                if self._bands_left == 0:
+                    self.mapped.set()
+
+    def find_windows(self, threshold: float) -> None:
+        """Windows over the P-Net threshold, regressed and unscaled; NMS (0.5) per image."""
+        self.mapped.wait()
+        if len(self.maps) != self._bands:  # the resize or a band failed and reports why
+            return
+        bands = [self.maps[first] for first in sorted(self.maps)]
+        prob = np.concatenate([band[0] for band in bands], axis=1)  # (N, rows, cols)
+        reg = np.concatenate([band[1] for band in bands], axis=1)  # (N, rows, cols, 4)
+        self.maps.clear()
+        n, ys, xs = np.nonzero(prob > threshold)
+        if n.size == 0:
+            return
+        # Each output cell sees a 12x12 window at stride 2; the package's corners are (2x + 1, 2y + 1) and
+        # (2x + 12, 2y + 12), regressed by 11 px per unit offset, then unscaled.
+        corners = np.stack([xs, ys, xs, ys], axis=1).astype(np.float64) * _PNET_STRIDE
+        corners[:, :2] += 1.0
+        corners[:, 2:] += _PNET_CELL
+        boxes = (corners + reg[n, ys, xs] * (_PNET_CELL - 1.0)) / self.scale
+        cand = _Candidates(self.members[n], boxes, prob[n, ys, xs])
+        self.candidates = cand.take(grouped_nms(cand.boxes, cand.scores, n, 0.5))
 
 
 def _crops(pixels: Mapping[int, np.ndarray], cands: _Candidates, size: int) -> np.ndarray:

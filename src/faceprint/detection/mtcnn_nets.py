@@ -27,25 +27,36 @@ def _face_logit(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 1] - logits[:, 0]
 
 
+def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max pool, stride 2, ceil mode (a last odd row or column pools alone), as maxima of strided
+    views: 3x faster than torch's max_pool2d on P-Net's 10-channel channels-last maps here."""
+    h, w = x.shape[2:]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2), value=float("-inf"))
+    x = torch.maximum(x[..., 0::2], x[..., 1::2])
+    return torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+
+
 class PNet(nn.Module):
     """Fully convolutional proposal net: (N, H, W, 3) float32 -> face logit (N, H', W'), box offsets
-    (N, 4, H', W'). Output cell (i, j) sees the 12x12 window at (2j, 2i)."""
+    (N, H', W', 4). Output cell (i, j) sees the 12x12 window at (2j, 2i)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)  # Keras "same" pooling
         self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
         self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
         self.box, self.cls = nn.Conv2d(32, 4, 1), nn.Conv2d(32, 2, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
+        x = _max_pool_2x2(self.prelu1(_pixels_in(self.conv1, x)))  # Keras "same" pooling
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        # One-channel conv for the logit difference instead of softmax over two channels.
-        w, b = self.cls.weight, self.cls.bias
-        logit = F.conv2d(x, w[1:] - w[:1], b[1:] - b[:1])[:, 0]
-        return logit, self.box(x)
+        # Both 1x1 heads as one matmul over the channels-last map (as 1x1 convs they took torch's slow
+        # im2col path); the face head as one logit difference instead of softmax over two channels.
+        w = torch.cat([self.box.weight, self.cls.weight[1:] - self.cls.weight[:1]])[:, :, 0, 0]
+        b = torch.cat([self.box.bias, self.cls.bias[1:] - self.cls.bias[:1]])
+        out = F.linear(x.permute(0, 2, 3, 1), w, b)
+        return out[..., 4], out[..., :4]
 
 
 class RNet(nn.Module):
