@@ -10,7 +10,8 @@ clock), speed-up over the anchor, CPU ms/frame (all threads; steadier than wall 
 machine), peak RSS of the process (after loading, in brackets), and how well its boxes agree with the
 anchor's (and with the mtcnn package's).
 
-    python bench/bench_detect.py [--anchor-python /work/venv-fnp/bin/python] [--threads 2] [--repeat 5]
+    python bench/bench_detect.py [--anchor-python /work/venv-fnp/bin/python] [--threads 2] [--rounds 3]
+        [--repeat 10] [--no-references]
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def worker(name: str, frames_path: str, threads: int, repeat: int) -> None:
             boxes = run(image)
             times.append((time.perf_counter() - t) * 1000)
             cpu.append((time.process_time() - c) * 1000)
-        results[label] = {"ms": statistics.median(times), "cpu_ms": statistics.median(cpu), "boxes": boxes}
+        results[label] = {"times": times, "cpu": cpu, "boxes": boxes}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"results": results, "rss_loaded_mib": rss_loaded, "peak_rss_mib": peak}))
 
@@ -180,6 +181,23 @@ def agreement(boxes: list[list[float]], anchor: list[list[float]]) -> str:
     return f"{len(ious)}/{len(anchor)} IoU {np.mean(ious):.3f}" if ious else f"0/{len(anchor)}"
 
 
+def merge(parts: list[dict]) -> dict:
+    """One detector's rounds as one run: medians over every timed run, the highest memory peak."""
+    results = {}
+    for label in parts[0]["results"]:
+        per = [p["results"][label] for p in parts]
+        results[label] = {
+            "ms": statistics.median(t for r in per for t in r["times"]),
+            "cpu_ms": statistics.median(c for r in per for c in r["cpu"]),
+            "boxes": per[-1]["boxes"],
+        }
+    return {
+        "results": results,
+        "rss_loaded_mib": max(p["rss_loaded_mib"] for p in parts),
+        "peak_rss_mib": max(p["peak_rss_mib"] for p in parts),
+    }
+
+
 def spawn(python: str, name: str, frames_path: str, threads: int, repeat: int) -> dict:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -202,7 +220,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--anchor-python", help="interpreter with facenet-pytorch installed (the speed anchor)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=5, help="timed runs per frame (median reported)")
+    ap.add_argument("--repeat", type=int, default=10, help="timed runs per frame and round")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="turns faceprint and the anchor take (median of all)"
+    )
+    ap.add_argument("--no-references", action="store_true", help="skip faceie and the mtcnn package")
     ap.add_argument("--faceie-repeat", type=int, default=1, help="faceie is slow NumPy: fewer runs")
     ap.add_argument("--video-frame", type=int, default=0)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -216,18 +238,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         frames_path = str(Path(tmp) / "frames.npz")
         np.savez(frames_path, **frames)
-        runs = {"faceprint": spawn(sys.executable, "faceprint", frames_path, args.threads, args.repeat)}
+        # faceprint and the anchor take turns, --rounds times, so that both see the same drift of this
+        # shared machine's speed; their times are the medians over all rounds' runs.
+        contenders = {"faceprint": sys.executable}
         if args.anchor_python:
-            runs["facenet-pytorch"] = spawn(
-                args.anchor_python, "facenet-pytorch", frames_path, args.threads, args.repeat
+            contenders["facenet-pytorch"] = args.anchor_python
+        rounds: dict[str, list[dict]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, python in contenders.items():
+                rounds[name].append(spawn(python, name, frames_path, args.threads, args.repeat))
+        runs = {name: merge(parts) for name, parts in rounds.items()}
+        if not args.no_references:
+            runs["faceie"] = merge(
+                [spawn(sys.executable, "faceie", frames_path, args.threads, args.faceie_repeat)]
             )
-        runs["faceie"] = spawn(sys.executable, "faceie", frames_path, args.threads, args.faceie_repeat)
-        if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("mtcnn"):
-            name = "mtcnn (TensorFlow)"
-            runs[name] = spawn(sys.executable, name, frames_path, args.threads, args.repeat)
+            if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("mtcnn"):
+                name = "mtcnn (TensorFlow)"
+                runs[name] = merge([spawn(sys.executable, name, frames_path, args.threads, args.repeat)])
 
     anchor = "facenet-pytorch" if "facenet-pytorch" in runs else "faceie"
-    print(f"threads={args.threads}, repeat={args.repeat} (faceie {args.faceie_repeat}), anchor: {anchor}")
+    print(
+        f"threads={args.threads}, rounds={args.rounds} x repeat={args.repeat} (references once; faceie "
+        f"repeat {args.faceie_repeat}), anchor: {anchor}"
+    )
     header = ["detector", "frame", "faces", "ms/frame", "speed-up", "CPU ms/frame", "peak RSS MiB"]
     oracle = "mtcnn (TensorFlow)" if "mtcnn (TensorFlow)" in runs else None
     header.append(f"boxes vs {anchor}")

@@ -1,8 +1,11 @@
 """The three MTCNN architectures in PyTorch: the one definition of each, and what the detector runs.
 
 Layer order, kernel sizes and pooling follow the Keras nets of the ``mtcnn`` package (its "same" pools are
-``ceil_mode=True``). Inputs are (N, H, W, 3) float32 RGB pixel values (0-255, resampled, so not integers);
-the training normalisation is folded into the first conv.
+``ceil_mode=True``). Inputs are (N, H, W, 3) float32 RGB pixel values (0-255, resampled, so not integers).
+The modules hold the converted weights (their state dict is what the cache stores); ``fold`` derives the
+weights the forward passes use, once, after loading: the training normalisation folded into the first
+conv and the two-way face classifier reduced to one logit. The forward passes call torch's functions
+directly: for the small P-Net levels, the per-call overhead of submodules was a visible share.
 """
 
 from __future__ import annotations
@@ -12,19 +15,19 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _pixels_in(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """First conv on (N, H, W, 3) float32 RGB pixel values. The training normalisation (x - 127.5) / 128
-    is folded into its weights (exact: the conv has no padding), so no pass over the image is spent on it."""
-    w = conv.weight * (1.0 / 128.0)
-    b = conv.bias - 127.5 * w.sum(dim=(1, 2, 3))
-    return F.conv2d(x.permute(0, 3, 1, 2), w, b)
+def _fold_pixels_in(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """First-conv weights that take raw pixel values: the training normalisation (x - 127.5) / 128 folded
+    in (exact: the conv has no padding), so no pass over the image is spent on it."""
+    w = conv.weight.detach() * (1.0 / 128.0)
+    return w, conv.bias.detach() - 127.5 * w.sum(dim=(1, 2, 3))
 
 
-def _face_logit(logits: torch.Tensor) -> torch.Tensor:
-    """Face logit minus non-face logit; P(face) = sigmoid of it (the two-way softmax). The graphs return
-    the logit so the detector computes the probability in float32 NumPy, rounding near 1.0 the way a
-    softmax does (ties at 1.0 decide the NMS order)."""
-    return logits[:, 1] - logits[:, 0]
+def _fold_face_logit(cls: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The face classifier as one output: face logit minus non-face logit, P(face) = its sigmoid (the
+    two-way softmax). The nets return the logit so the detector computes the probability in float32
+    NumPy, rounding near 1.0 the way a softmax does (ties at 1.0 decide the NMS order)."""
+    w, b = cls.weight.detach(), cls.bias.detach()
+    return w[1:] - w[:1], b[1:] - b[:1]
 
 
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
@@ -48,14 +51,22 @@ class PNet(nn.Module):
         self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
         self.box, self.cls = nn.Conv2d(32, 4, 1), nn.Conv2d(32, 2, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _max_pool_2x2(self.prelu1(_pixels_in(self.conv1, x)))  # Keras "same" pooling
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+    def fold(self) -> None:
+        self._conv1 = _fold_pixels_in(self.conv1)
         # Both 1x1 heads as one matmul over the channels-last map (as 1x1 convs they took torch's slow
-        # im2col path); the face head as one logit difference instead of softmax over two channels.
-        w = torch.cat([self.box.weight, self.cls.weight[1:] - self.cls.weight[:1]])[:, :, 0, 0]
-        b = torch.cat([self.box.bias, self.cls.bias[1:] - self.cls.bias[:1]])
-        out = F.linear(x.permute(0, 2, 3, 1), w, b)
+        # im2col path): four box offsets, then the face logit.
+        logit_w, logit_b = _fold_face_logit(self.cls)
+        self._heads = (
+            torch.cat([self.box.weight.detach(), logit_w])[:, :, 0, 0].contiguous(),
+            torch.cat([self.box.bias.detach(), logit_b]),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.prelu(F.conv2d(x.permute(0, 3, 1, 2), *self._conv1), self.prelu1.weight)
+        x = _max_pool_2x2(x)  # Keras "same" pooling
+        x = F.prelu(F.conv2d(x, self.conv2.weight, self.conv2.bias), self.prelu2.weight)
+        x = F.prelu(F.conv2d(x, self.conv3.weight, self.conv3.bias), self.prelu3.weight)
+        out = F.linear(x.permute(0, 2, 3, 1), *self._heads)
         return out[..., 4], out[..., :4]
 
 
@@ -65,19 +76,23 @@ class RNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2)
         self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
         self.dense, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
         self.box, self.cls = nn.Linear(128, 4), nn.Linear(128, 2)
 
+    def fold(self) -> None:
+        self._conv1 = _fold_pixels_in(self.conv1)
+        self._logit = _fold_face_logit(self.cls)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x)).flatten(1)  # the dense weights were reordered for NCHW flatten
-        x = self.prelu4(self.dense(x))
-        return _face_logit(self.cls(x)), self.box(x)
+        x = F.prelu(F.conv2d(x.permute(0, 3, 1, 2), *self._conv1), self.prelu1.weight)
+        x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+        x = F.prelu(F.conv2d(x, self.conv2.weight, self.conv2.bias), self.prelu2.weight)
+        x = F.max_pool2d(x, 3, 2)
+        x = F.prelu(F.conv2d(x, self.conv3.weight, self.conv3.bias), self.prelu3.weight)
+        x = F.prelu(self.dense(x.flatten(1)), self.prelu4.weight)  # dense weights reordered for NCHW flatten
+        return F.linear(x, *self._logit)[:, 0], self.box(x)
 
 
 class ONet(nn.Module):
@@ -87,25 +102,29 @@ class ONet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2)
         self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
         self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
         self.dense, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
         self.box, self.landmarks, self.cls = nn.Linear(256, 4), nn.Linear(256, 10), nn.Linear(256, 2)
 
+    def fold(self) -> None:
+        self._conv1 = _fold_pixels_in(self.conv1)
+        self._logit = _fold_face_logit(self.cls)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(_pixels_in(self.conv1, x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x)).flatten(1)
-        x = self.prelu5(self.dense(x))
-        return _face_logit(self.cls(x)), self.box(x), self.landmarks(x)
+        x = F.prelu(F.conv2d(x.permute(0, 3, 1, 2), *self._conv1), self.prelu1.weight)
+        x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+        x = F.prelu(F.conv2d(x, self.conv2.weight, self.conv2.bias), self.prelu2.weight)
+        x = F.max_pool2d(x, 3, 2)
+        x = F.prelu(F.conv2d(x, self.conv3.weight, self.conv3.bias), self.prelu3.weight)
+        x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+        x = F.prelu(F.conv2d(x, self.conv4.weight, self.conv4.bias), self.prelu4.weight)
+        x = F.prelu(self.dense(x.flatten(1)), self.prelu5.weight)
+        return F.linear(x, *self._logit)[:, 0], self.box(x), self.landmarks(x)
 
 
-ARCHITECTURES: dict[str, tuple[type[nn.Module], int]] = {
+ARCHITECTURES: dict[str, tuple[type[PNet | RNet | ONet], int]] = {
     "pnet": (PNet, 12),
     "rnet": (RNet, 24),
     "onet": (ONet, 48),
@@ -113,7 +132,8 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], int]] = {
 
 
 def build(key: str, state: dict[str, torch.Tensor]) -> nn.Module:
-    """The net ``key`` with converted weights loaded, in eval mode."""
+    """The net ``key`` with converted weights loaded and folded, in eval mode."""
     module = ARCHITECTURES[key][0]()
     module.load_state_dict(state)
+    module.fold()
     return module.eval()
