@@ -179,6 +179,7 @@ class MTCNNNets:
         n = cands.image.shape[0]
         most, fewest = _CHUNK_CROPS[key]
         count = max(-(-n // most), min(self.threads, n // fewest), 1)
+        count = -(-count // self.threads) * self.threads if count > self.threads else count  # no last odd one
         chunks = np.array_split(np.arange(n), count)
         outs = self.pool.map(lambda rows: self(key, _crops(pixels, cands.take(rows), size)), chunks)
         return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
