@@ -454,8 +454,88 @@ def test_same_faces_as_the_package_on_lfw(lfw_dir, package_mtcnn):
     assert found >= 200
 
 
+def test_bands_of_a_level_give_the_whole_levels_p_net_map(detector, faces_dir, monkeypatch):
+    """P-Net runs on row bands of each level; stitched, they must be the map of the whole level, odd
+    sizes included (the last band's ceil-mode pooling)."""
+    monkeypatch.setattr(M, "_BAND_CELLS", 1000)
+    nets = detector.load()
+    image = rgb(faces_dir / "face_recognition/examples/two_people.jpg").astype(np.float32)
+    for height, width in ((301, 417), (120, 95), (13, 17)):
+        level = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        whole_prob, whole_reg = nets("pnet", level[None].copy())
+        lev = M._Level([level], np.array([0]), 1.0)
+        lev.resize()
+        bands = lev.bands()
+        assert len(bands) == -(-lev.rows // max(1, 1000 // lev.cols))
+        assert len(bands) > 1 or height < 100
+        for band in bands:
+            lev.run_band(nets, band)
+        prob = np.concatenate([lev.maps[first][0] for first, _ in bands], axis=1)
+        reg = np.concatenate([lev.maps[first][1] for first, _ in bands], axis=1)
+        assert prob.shape == whole_prob.shape == (1, lev.rows, lev.cols)
+        np.testing.assert_allclose(prob, whole_prob, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(reg, whole_reg, rtol=0, atol=1e-5)
+
+
+def test_small_bands_split_a_level_the_same_way(detector, faces_dir, monkeypatch):
+    """Detections do not depend on how the levels are cut into bands or how many threads share them."""
+    image = rgb(faces_dir / "face_recognition/examples/two_people.jpg")
+    want = detector.detect(image)
+    monkeypatch.setattr(M, "_BAND_CELLS", 700)  # many bands per level
+    for threads in (1, 3):
+        got = M.MTCNNDetector(threads=threads).detect(image)
+        assert len(got) == len(want) == 2
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g.box, w.box, atol=1e-3)
+            np.testing.assert_allclose(g.landmarks, w.landmarks, atol=1e-3)
+
+
+def test_torch_threads_are_restored_after_detection(astronaut):
+    """Ops run on one torch thread while detections run (the detector parallelises itself); the
+    process's setting comes back when the last concurrent detection ends."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        det = M.MTCNNDetector(threads=2)
+        seen = []
+        real_call = M.MTCNNNets.__call__
+
+        def spy(self, key, pixels):
+            seen.append(torch.get_num_threads())
+            return real_call(self, key, pixels)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(M.MTCNNNets, "__call__", spy)
+            workers = [threading.Thread(target=det.detect, args=(astronaut,)) for _ in range(3)]
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_pool_runs_everything_and_reraises_the_first_error():
+    pool = M._TaskPool(3)
+    assert pool.map(lambda x: x * x, list(range(50))) == [x * x for x in range(50)]
+    ran = []
+
+    def task(x):
+        ran.append(x)
+        if x == 3:
+            raise ValueError("task 3 broke")
+        return x
+
+    with pytest.raises(ValueError, match="task 3 broke"):
+        pool.map(task, list(range(10)))
+    assert sorted(ran) == list(range(10))  # later items still ran: none waits forever on a missing one
+    assert pool.map(str, [1, 2]) == ["1", "2"]  # the pool still works
+
+
 def test_a_failing_pyramid_level_raises_in_the_caller(detector, astronaut, monkeypatch):
-    """Levels are resized on a helper thread; its errors must surface in the detecting thread."""
+    """Levels are resized on the pool's threads; their errors must surface in the detecting thread."""
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("no room for the level")

@@ -10,7 +10,8 @@ Boxes stay float between stages (no integer truncation); crops are bilinear samp
 as that package reports them (x1, y1, x2, y2; landmarks five (x, y)).
 
 The nets are defined and run in PyTorch (``mtcnn_nets``), eager: measured faster than ONNX Runtime here
-(see bench/bench_detect.py).
+(see bench/bench_detect.py). A detection spreads its pieces (pyramid levels, row bands of P-Net's
+output, chunks of R-/O-Net crops) over its own threads, each op on one torch thread (``_TaskPool``).
 """
 
 from __future__ import annotations
@@ -296,7 +297,8 @@ class MTCNNDetector:
 
     min_face_size: smallest face (pixels) searched for; thresholds: face-probability cut of P-, R- and
     O-Net; factor: pyramid scale step; select: "all" faces, the "largest" one, or the "central" one
-    (centre nearest the image centre); threads: CPU threads for the nets (None: the runtime's default).
+    (centre nearest the image centre); threads: how many threads a detection spreads its work over (None:
+    torch's thread count); while it runs, torch ops run on one thread each (see ``_TaskPool``).
     """
 
     name = "mtcnn"
