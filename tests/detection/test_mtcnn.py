@@ -491,27 +491,34 @@ def test_small_bands_split_a_level_the_same_way(detector, faces_dir, monkeypatch
 
 
 def test_torch_threads_are_restored_after_detection(astronaut):
-    """Ops run on one torch thread while detections run (the detector parallelises itself); the
-    process's setting comes back when the last concurrent detection ends."""
+    """Ops run on one torch thread while detections run (the detector parallelises itself); each
+    detecting thread gets its own setting back, and other threads are never touched."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         det = M.MTCNNDetector(threads=2)
-        seen = []
+        seen, after = [], []
         real_call = M.MTCNNNets.__call__
 
         def spy(self, key, pixels):
             seen.append(torch.get_num_threads())
             return real_call(self, key, pixels)
 
+        def detect_in_a_thread():
+            torch.set_num_threads(2)
+            assert len(det.detect(astronaut)) == 1
+            after.append(torch.get_num_threads())
+
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(M.MTCNNNets, "__call__", spy)
-            workers = [threading.Thread(target=det.detect, args=(astronaut,)) for _ in range(3)]
+            workers = [threading.Thread(target=detect_in_a_thread) for _ in range(3)]
             for t in workers:
                 t.start()
+            det.detect(astronaut)
             for t in workers:
                 t.join()
-        assert seen and set(seen) == {1}
+        assert seen and set(seen) == {1}  # callers and the pool's helper alike
+        assert after == [2, 2, 2]
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -36,8 +35,8 @@ _PNET_STRIDE = 2  # ... and its output stride, in pixels of the scaled image
 _BAND_CELLS = 64 * 512  # P-Net output cells per band of rows (see _Level.bands)
 # Crops per R-/O-Net forward, most and fewest. Bigger batches got slower per crop (300 R-Net crops: 29 ms
 # in one batch, 17 in batches of 64-128; 64 O-Net crops: 34 ms vs 20 in batches of 16-32); chunks are spread
-# over threads, down to a few O-Net crops each (about 0.4 ms of work per crop).
-_CHUNK_CROPS = {"rnet": (96, 16), "onet": (24, 2)}
+# over threads, down to one O-Net crop each (about 0.5 ms of work per crop).
+_CHUNK_CROPS = {"rnet": (96, 16), "onet": (24, 1)}
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
@@ -162,7 +161,7 @@ class MTCNNNets:
 
         self.modules = {key: build(key, load_state_dict(key)) for key in NETS}
         self.threads = threads or torch.get_num_threads()
-        self.pool = _TaskPool(self.threads)
+        self.pool = _TaskPool.shared(self.threads)
 
     def __call__(self, key: str, pixels: np.ndarray) -> list[np.ndarray]:
         import torch
@@ -217,14 +216,18 @@ class _Job:
 
 
 class _TaskPool:
-    """Runs a function over items on ``size`` threads: the caller's and ``size - 1`` daemon helpers.
+    """Runs a function over items on ``size`` daemon helper threads whose torch ops run on one thread
+    each; the caller waits. Items are handed out in order, so putting the largest first balances them.
 
     Why not torch's own threads: oneDNN splits each op of these small nets across threads and loses more
     to synchronising them than it gains (640x480 P-Net pyramid: 17.8 ms on two intra-op threads, 14.6 ms
-    on one, 9.2 ms with two levels at a time on one thread each). So ops run on one torch thread while a
-    detection runs, and the pool parallelises across levels and crop chunks. Items are handed out in
-    order, so putting the largest first balances the threads. Plain threads and events, no executor: a
-    Ctrl-C in the caller must not be able to leave a pool's lock held (a hang at exit)."""
+    on one, 9.2 ms with two levels at a time on one thread each), so a detection parallelises across
+    levels, bands and crop chunks itself. Why the caller only waits: torch's thread count is per thread,
+    so only threads that never run anything else may have it changed. Plain threads and events, no
+    executor: a Ctrl-C in the caller must not be able to leave a pool's lock held (a hang at exit)."""
+
+    _shared: ClassVar[dict[int, _TaskPool]] = {}
+    _shared_lock = threading.Lock()
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -232,52 +235,49 @@ class _TaskPool:
         self._helpers = 0
         self._lock = threading.Lock()
 
+    @classmethod
+    def shared(cls, size: int) -> _TaskPool:
+        """The process's pool of this size: detectors share helper threads instead of each keeping its
+        own idle ones for the life of the process."""
+        with cls._shared_lock:
+            return cls._shared.setdefault(size, cls(size))
+
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        helpers = min(self.size, len(items)) - 1
-        if helpers <= 0:
-            return [fn(item) for item in items]
-        with self._lock:
-            while self._helpers < self.size - 1:
-                threading.Thread(target=self._serve, name="mtcnn-worker", daemon=True).start()
-                self._helpers += 1
+        if not items:
+            return []
+        self._start_helpers()
         job = _Job(fn, items)
-        for _ in range(helpers):
+        for _ in range(min(self.size, len(items))):
             self._queue.put(job)
-        job.work()
         job.done.wait()
         if job.error is not None:
             raise job.error
         return job.results
 
-    def _serve(self) -> None:
+    def _start_helpers(self) -> None:
+        with self._lock:
+            if self._helpers == self.size:
+                return
+            import torch
+
+            # Setting a helper's count also sets torch's default for threads that start later; this
+            # thread's own count (read first) puts that default back.
+            count = torch.get_num_threads()
+            while self._helpers < self.size:
+                ready = threading.Event()
+                threading.Thread(target=self._serve, args=(ready,), name="mtcnn-worker", daemon=True).start()
+                ready.wait()
+                self._helpers += 1
+            torch.set_num_threads(count)
+
+    def _serve(self, ready: threading.Event) -> None:
+        import torch
+
+        torch.get_num_threads()  # torch sets a thread's count on first use; after that, ours sticks
+        torch.set_num_threads(1)
+        ready.set()
         while True:
             self._queue.get().work()
-
-
-_torch_threads_lock = threading.Lock()
-_torch_threads_users = 0
-_torch_threads_saved = 1
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """torch's intra-op thread count is process-wide: one while any detection runs (see ``_TaskPool``),
-    the previous count again after the last one ends."""
-    import torch
-
-    global _torch_threads_users, _torch_threads_saved
-    with _torch_threads_lock:
-        if _torch_threads_users == 0:
-            _torch_threads_saved = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _torch_threads_users += 1
-    try:
-        yield
-    finally:
-        with _torch_threads_lock:
-            _torch_threads_users -= 1
-            if _torch_threads_users == 0:
-                torch.set_num_threads(_torch_threads_saved)
 
 
 @dataclass
@@ -297,8 +297,9 @@ class MTCNNDetector:
 
     min_face_size: smallest face (pixels) searched for; thresholds: face-probability cut of P-, R- and
     O-Net; factor: pyramid scale step; select: "all" faces, the "largest" one, or the "central" one
-    (centre nearest the image centre); threads: how many threads a detection spreads its work over (None:
-    torch's thread count); while it runs, torch ops run on one thread each (see ``_TaskPool``).
+    (centre nearest the image centre); threads: how many helper threads (shared by detectors of the same
+    count) a detection spreads its work over, each running torch ops on one thread (None: torch's
+    thread count; see ``_TaskPool``).
     """
 
     name = "mtcnn"
@@ -362,10 +363,9 @@ class MTCNNDetector:
             return results
         nets = self.load()
         pixels = {i: images[i].astype(np.float32) for i in usable}  # resampling happens in float
-        with _one_torch_thread():
-            cands = self._propose(nets, pixels)
-            cands = self._refine(nets, pixels, cands)
-            cands, landmarks = self._output(nets, pixels, cands)
+        cands = self._propose(nets, pixels)
+        cands = self._refine(nets, pixels, cands)
+        cands, landmarks = self._output(nets, pixels, cands)
         for row in range(cands.image.shape[0]):
             det = Detection(tuple(cands.boxes[row].tolist()), float(cands.scores[row]), landmarks[row])
             results[int(cands.image[row])].append(det)
