@@ -205,11 +205,13 @@ class _Job:
                 if k >= len(self.items):
                     return
                 self._next += 1
+            error = None
             try:
                 self.results[k] = self.fn(self.items[k])
             except BaseException as err:  # re-raised in the caller's thread
-                self.error = self.error or err
+                error = err
             with self._lock:
+                self.error = self.error or error
                 self._left -= 1
                 if self._left == 0:
                     self.done.set()
@@ -473,6 +475,8 @@ class _Level:
         step = max(1, _BAND_CELLS // max(self.cols * len(self.images), 1))
         bands = [(r, min(r + step, self.rows)) for r in range(0, self.rows, step)]
         self._bands = self._bands_left = len(bands)
+        if not bands:  # no output row (a level under 11 px): nothing for find_windows to wait for
+            self.mapped.set()
         return bands
 
     def resize(self) -> None:
@@ -505,7 +509,7 @@ class _Level:
     def find_windows(self, threshold: float) -> None:
         """Windows over the P-Net threshold, regressed and unscaled; NMS (0.5) per image."""
         self.mapped.wait()
-        if len(self.maps) != self._bands:  # the resize or a band failed and reports why
+        if not self.maps or len(self.maps) != self._bands:  # no rows, or a failed piece reports why
             return
         bands = [self.maps[first] for first in sorted(self.maps)]
         prob = np.concatenate([band[0] for band in bands], axis=1)  # (N, rows, cols)
