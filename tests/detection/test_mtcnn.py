@@ -5,7 +5,9 @@ TensorFlow MTCNN (the weights' origin)."""
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
+import signal
 import threading
 from pathlib import Path
 
@@ -522,6 +524,20 @@ def test_torch_threads_are_restored_after_detection(astronaut):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_detection_works_in_a_forked_child(astronaut):
+    """A forked child (a pre-forked server worker) has none of the parent's helper threads; its first
+    detection must start its own instead of waiting forever."""
+    det = M.MTCNNDetector(threads=2)
+    assert len(det.detect(astronaut)) == 1  # helpers started in the parent
+    pid = os.fork()
+    if pid == 0:  # child: a hang ends by SIGALRM, a wrong answer by exit status 1
+        signal.alarm(60)
+        ok = len(det.detect(astronaut)) == 1
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"
 
 
 def test_pool_runs_everything_and_reraises_the_first_error():

@@ -16,6 +16,7 @@ output, chunks of R-/O-Net crops) over its own threads, each op on one torch thr
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -233,6 +234,9 @@ class _TaskPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self._reset()
+
+    def _reset(self) -> None:
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._helpers = 0
         self._lock = threading.Lock()
@@ -243,6 +247,14 @@ class _TaskPool:
         own idle ones for the life of the process."""
         with cls._shared_lock:
             return cls._shared.setdefault(size, cls(size))
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        """A forked child has none of its parent's threads: its pools start helpers anew (else the first
+        detection in, say, a pre-forked server worker would wait forever)."""
+        cls._shared_lock = threading.Lock()
+        for pool in cls._shared.values():
+            pool._reset()
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         if not items:
@@ -280,6 +292,9 @@ class _TaskPool:
         ready.set()
         while True:
             self._queue.get().work()
+
+
+os.register_at_fork(after_in_child=_TaskPool._after_fork)
 
 
 @dataclass
