@@ -233,6 +233,8 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--frames", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.no_references and not args.anchor_python:
+        ap.error("--no-references leaves nothing to compare with: give --anchor-python too")
     if args.worker:
         worker(args.worker, args.frames, args.threads, args.repeat)
         return

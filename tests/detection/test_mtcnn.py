@@ -467,7 +467,7 @@ def test_bands_of_a_level_give_the_whole_levels_p_net_map(detector, faces_dir, m
         whole_prob, whole_reg = nets("pnet", level[None].copy())
         lev = M._Level([level], np.array([0]), 1.0)
         lev.resize()
-        bands = lev.bands()
+        bands = lev.bands
         assert len(bands) == -(-lev.rows // max(1, 1000 // lev.cols))
         assert len(bands) > 1 or height < 100
         for band in bands:

@@ -369,7 +369,7 @@ class MTCNNDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """``detect`` for several images; same-size images share each P-Net forward, and the R-Net and
-        O-Net crops of all images go through one forward each."""
+        O-Net crops of all images share the chunked forwards."""
         for i, image in enumerate(images):
             _check_image(image, i)
         results: list[list[Detection]] = [[] for _ in images]
@@ -402,7 +402,7 @@ class MTCNNDetector:
         ]
         largest_first = sorted(levels, key=lambda level: -level.cells)
         tasks: list[Callable[[], None]] = [level.resize for level in largest_first]
-        tasks += [partial(level.run_band, nets, band) for level in largest_first for band in level.bands()]
+        tasks += [partial(level.run_band, nets, band) for level in largest_first for band in level.bands]
         tasks += [partial(level.find_windows, self.thresholds[0]) for level in largest_first]
         nets.pool.map(lambda task: task(), tasks)
         kept = [level.candidates for level in levels if level.candidates is not None]
@@ -474,25 +474,21 @@ class _Level:
         # P-Net's output grid: 3x3 conv, 2x2 pool (ceil), two 3x3 convs
         self.rows, self.cols = (self.height - 1) // 2 - 4, (self.width - 1) // 2 - 4
         self.cells = self.rows * self.cols * len(images)
+        # Row ranges of P-Net's output, about _BAND_CELLS cells each. P-Net is fully convolutional, so a
+        # band of output rows needs only input rows 2 * first .. 2 * last + 11 and comes out the same as
+        # that part of the whole map. Bands keep the intermediate maps in cache (a 1080p frame's first
+        # level: 75 -> 47 ms) and split big levels between threads.
+        step = max(1, _BAND_CELLS // max(self.cols * len(images), 1))
+        self.bands = [(r, min(r + step, self.rows)) for r in range(0, self.rows, step)]
         self.pixels: np.ndarray | None = None
         self.resized = threading.Event()
         self.maps: dict[int, list[np.ndarray]] = {}
         self.mapped = threading.Event()
-        self._bands = self._bands_left = 0
+        self._bands_left = len(self.bands)
+        if not self.bands:  # no output row (a level under 11 px): nothing for find_windows to wait for
+            self.mapped.set()
         self._lock = threading.Lock()
         self.candidates: _Candidates | None = None
-
-    def bands(self) -> list[tuple[int, int]]:
-        """Row ranges of P-Net's output, about _BAND_CELLS cells each. P-Net is fully convolutional, so a
-        band of output rows needs only input rows 2 * first .. 2 * last + 11 and comes out the same as
-        that part of the whole map. Bands keep the intermediate maps in cache (a 1080p frame's first
-        level: 75 -> 47 ms) and split big levels between threads."""
-        step = max(1, _BAND_CELLS // max(self.cols * len(self.images), 1))
-        bands = [(r, min(r + step, self.rows)) for r in range(0, self.rows, step)]
-        self._bands = self._bands_left = len(bands)
-        if not bands:  # no output row (a level under 11 px): nothing for find_windows to wait for
-            self.mapped.set()
-        return bands
 
     def resize(self) -> None:
         try:
@@ -524,7 +520,7 @@ class _Level:
     def find_windows(self, threshold: float) -> None:
         """Windows over the P-Net threshold, regressed and unscaled; NMS (0.5) per image."""
         self.mapped.wait()
-        if not self.maps or len(self.maps) != self._bands:  # no rows, or a failed piece reports why
+        if not self.maps or len(self.maps) != len(self.bands):  # no rows, or a failed piece reports why
             return
         bands = [self.maps[first] for first in sorted(self.maps)]
         prob = np.concatenate([band[0] for band in bands], axis=1)  # (N, rows, cols)
