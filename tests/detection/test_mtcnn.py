@@ -197,6 +197,35 @@ def test_fast_nms_drops_what_a_dropped_box_overlapped():
     assert M.nms(boxes, np.array([0.9, 0.8, 0.7]), 0.3).tolist() == [0]
 
 
+@pytest.mark.parametrize("size", [(13, 17), (29, 52), (64, 48), (101, 77)])
+def test_area_resize_from_the_summed_area_table_is_opencvs(astronaut, size):
+    """Small levels come from a summed-area table; they must be OpenCV's INTER_AREA resize of the image
+    (fractional pixel weights, odd ratios, a cropped non-square image) up to float rounding."""
+    image = np.ascontiguousarray(astronaut[7:480, 3:301])
+    height, width = size
+    table = cv2.integral(image, sdepth=cv2.CV_32S)
+    got = M.area_resize_from_table(table, height, width)
+    want = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    assert got.shape == want.shape == (height, width, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
+
+
+def test_small_levels_use_the_table_and_find_the_same_faces(detector, astronaut, monkeypatch):
+    """With every level resized by OpenCV, or every level from the table, detections are the same."""
+    want = detector.detect(astronaut)
+    real = M.area_resize_from_table
+    calls = []
+    monkeypatch.setattr(M, "area_resize_from_table", lambda *a: calls.append(a[1:]) or real(*a))
+    for scale in (0.0, 1.0):
+        monkeypatch.setattr(M, "_TABLE_SCALE", scale)
+        calls.clear()
+        got = detector.detect(astronaut)
+        assert bool(calls) == (scale == 1.0)
+        assert len(got) == len(want) == 1
+        np.testing.assert_allclose(got[0].box, want[0].box, atol=0.05)
+        np.testing.assert_allclose(got[0].landmarks, want[0].landmarks, atol=0.05)
+
+
 def test_crops_are_tensorflow_crop_and_resize():
     """Bilinear samples from x1 (W-1)/W to x2 (W-1)/W; rows/columns sampled outside the image are grey."""
     image = np.arange(10 * 20 * 3, dtype=np.float32).reshape(10, 20, 3)
