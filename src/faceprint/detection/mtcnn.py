@@ -39,9 +39,11 @@ _BAND_CELLS = 64 * 512  # P-Net output cells per band of rows (see _Level.bands)
 # 3.0-3.6 ms for each level from 0.107 down, 0.16-2.5 ms from the table, which takes 1.3 ms once).
 _TABLE_SCALE = 0.13
 # Crops per R-/O-Net forward, most and fewest. Bigger batches got slower per crop (300 R-Net crops: 29 ms
-# in one batch, 17 in batches of 64-128; 64 O-Net crops: 34 ms vs 20 in batches of 16-32); chunks are spread
-# over threads, down to one O-Net crop each (about 0.5 ms of work per crop).
-_CHUNK_CROPS = {"rnet": (96, 16), "onet": (24, 1)}
+# in one batch, 17 in batches of 64-128; 64 O-Net crops: 34 ms vs 20 in batches of 16-32). Chunks are
+# spread over threads, but not below 4 O-Net crops (about 0.5 ms of work each): two threads calling small
+# ops wait on each other for the GIL, and a 640x480 photo's 3 O-Net crops took longer split in two
+# chunks than in one (detection 23.1 -> 21.3 ms).
+_CHUNK_CROPS = {"rnet": (96, 16), "onet": (24, 4)}
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
