@@ -173,8 +173,9 @@ def _fast_nms(boxes, scores, threshold, mode):
             h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
             inter = max(w, 0) * max(h, 0)
             denominator = min(area[i], area[j]) if mode == "min" else area[i] + area[j] - inter
-            if inter / denominator > threshold:
-                break
+            with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: 0 / 0, 0 / negative
+                if inter / denominator > threshold:
+                    break
         else:
             keep.append(i)
     return keep
@@ -189,6 +190,38 @@ def test_nms_is_fast_nms(mode, n):
     scores = rng.random(n)
     for threshold in (0.5, 0.7):
         assert M.nms(boxes, scores, threshold, mode).tolist() == _fast_nms(boxes, scores, threshold, mode)
+
+
+def test_nms_with_degenerate_boxes_and_tied_scores_is_fast_nms():
+    """Boxes of negative width or height (regression can invert one) never suppress or get suppressed,
+    as in the package (overlap 0 / negative area); whole-pixel boxes and tied scores."""
+    rng = np.random.default_rng(7)
+    corner = np.round(rng.uniform(0, 200, (400, 2)))
+    boxes = np.hstack([corner, corner + np.round(rng.uniform(-8, 40, (400, 2)))])
+    scores = np.round(rng.random(400), 1)
+    assert ((boxes[:, 2:] - boxes[:, :2]) < 0).any(axis=1).sum() > 30
+    for mode in ("union", "min"):
+        for threshold in (0.3, 0.7):
+            assert M.nms(boxes, scores, threshold, mode).tolist() == _fast_nms(boxes, scores, threshold, mode)
+
+
+@pytest.mark.parametrize("most", [1, 7, 1 << 20])
+def test_nms_compares_every_pair_overlapping_in_x_once(most):
+    """The sweep behind NMS yields each pair of boxes whose x ranges overlap exactly once, however the
+    pairs are split into chunks."""
+    rng = np.random.default_rng(most)
+    x1 = np.round(rng.uniform(0, 100, 150)).astype(np.float32)
+    x2 = x1 + np.round(rng.uniform(-3, 20, 150)).astype(np.float32)
+    got = [
+        tuple(sorted(pair))
+        for first, second in M._pairs_overlapping_in_x(x1, x2, most)
+        for pair in zip(first.tolist(), second.tolist(), strict=True)
+    ]
+    want = {(i, j) for i in range(150) for j in range(i + 1, 150) if min(x2[i], x2[j]) > max(x1[i], x1[j])}
+    assert len(got) == len(set(got))
+    assert want <= set(got)
+    # beyond those, only pairs where one box starts before the other (the first in x1 order) ends
+    assert all(x1[j] < x2[i] if (x1[i], i) < (x1[j], j) else x1[i] < x2[j] for i, j in got)
 
 
 def test_fast_nms_drops_what_a_dropped_box_overlapped():
