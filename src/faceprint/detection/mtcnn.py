@@ -170,19 +170,24 @@ def area_resize_from_table(table: np.ndarray, height: int, width: int) -> np.nda
     pixels weighted by the part covered), up to float rounding (within 3e-4 of it on 0-255 values): the
     integral of the piecewise-constant image over a rectangle is the table interpolated linearly at the
     rectangle's corners. Hand-written because no library resizes from a summed-area table; its cost
-    grows with the output's rows times the image's width, not with the image's area.
+    grows with the output's rows times the image's width, not with the image's area. Output rows are
+    computed a few at a time, so the float64 intermediates stay small (big ones stayed in the helper
+    threads' malloc arenas: +25 MB of resident memory at 1080p).
     """
     rows_in, cols_in = table.shape[0] - 1, table.shape[1] - 1
     y0, fy = _cell_edges(rows_in, height)
-    lower = table[y0]
-    edges = lower + (table[y0 + 1] - lower) * fy[:, None, None]  # float64: the table at each row edge
-    strips = edges[1:] - edges[:-1]  # (height, W + 1, 3): integrals from column 0, per output row
     x0, fx = _cell_edges(cols_in, width)
-    lower = strips[:, x0]
-    edges = lower + (strips[:, x0 + 1] - lower) * fx[None, :, None]
-    out = edges[:, 1:] - edges[:, :-1]
-    out *= (height * width) / (rows_in * cols_in)
-    return out.astype(np.float32)
+    out = np.empty((height, width, 3), np.float32)
+    step = max(1, (1 << 16) // table.shape[1])  # output rows per piece: about 64k table entries
+    for top in range(0, height, step):
+        rows = slice(top, min(top + step, height) + 1)  # the row edges of this piece's output rows
+        lower = table[y0[rows]]
+        edges = lower + (table[y0[rows] + 1] - lower) * fy[rows, None, None]  # the table at row edges
+        strips = edges[1:] - edges[:-1]  # per output row: integrals from column 0
+        lower = strips[:, x0]
+        edges = lower + (strips[:, x0 + 1] - lower) * fx[None, :, None]
+        out[top : rows.stop - 1] = (edges[:, 1:] - edges[:, :-1]) * ((height * width) / (rows_in * cols_in))
+    return out
 
 
 def _cell_edges(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
