@@ -352,6 +352,9 @@ def test_no_face_in_blank_or_noise(detector):
 def test_tiny_images_return_nothing():
     assert M.MTCNNDetector().detect(np.zeros((11, 200, 3), np.uint8)) == []
     assert M.MTCNNDetector(min_face_size=40).detect(np.zeros((39, 39, 3), np.uint8)) == []
+    # a short side of exactly min_face_size: 47 * (12 / 47) rounds under 12 px, so no pyramid level at all
+    assert M.pyramid_scales(47, 52, 47, 0.709) == []
+    assert M.MTCNNDetector(min_face_size=47).detect(np.zeros((47, 52, 3), np.uint8)) == []
 
 
 # ---- API ----------------------------------------------------------------------------------------------

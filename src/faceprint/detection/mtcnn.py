@@ -463,7 +463,8 @@ class MTCNNDetector:
         tables: list[_Tables] = []
         for (h, w), members in by_size.items():
             scales = pyramid_scales(h, w, self.min_face_size, self.factor)
-            table = _Tables([images[i] for i in members]) if scales[-1] < _TABLE_SCALE else None
+            # no scale at all when float rounding puts a side of exactly min_face_size under 12 px
+            table = _Tables([images[i] for i in members]) if scales and scales[-1] < _TABLE_SCALE else None
             tables += [table] if table else []
             levels += [
                 _Level(
