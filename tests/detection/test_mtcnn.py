@@ -622,12 +622,16 @@ def test_pool_runs_everything_and_reraises_the_first_error():
     assert pool.map(str, [1, 2]) == ["1", "2"]  # the pool still works
 
 
-def test_a_failing_pyramid_level_raises_in_the_caller(detector, astronaut, monkeypatch):
-    """Levels are resized on the pool's threads; their errors must surface in the detecting thread."""
+@pytest.mark.parametrize("step", ["resize", "integral"])
+def test_a_failing_pyramid_level_raises_in_the_caller(detector, astronaut, monkeypatch, step):
+    """Levels are resized (big ones by OpenCV, small ones from a summed-area table) on the pool's threads;
+    their errors must surface in the detecting thread, and the levels waiting on them must not hang."""
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("no room for the level")
 
-    monkeypatch.setattr(M.cv2, "resize", out_of_memory)
+    monkeypatch.setattr(M.cv2, step, out_of_memory)
     with pytest.raises(MemoryError, match="no room for the level"):
         detector.detect(astronaut)
+    monkeypatch.undo()
+    assert len(detector.detect(astronaut)) == 1  # the pool still works
