@@ -463,8 +463,8 @@ class MTCNNDetector:
         tables: list[_Tables] = []
         for (h, w), members in by_size.items():
             scales = pyramid_scales(h, w, self.min_face_size, self.factor)
-            # no scale at all when float rounding puts a side of exactly min_face_size under 12 px
-            table = _Tables([images[i] for i in members]) if scales and scales[-1] < _TABLE_SCALE else None
+            small = any(scale < _TABLE_SCALE for scale in scales)
+            table = _Tables([images[i] for i in members]) if small else None
             tables += [table] if table else []
             levels += [
                 _Level(
@@ -588,13 +588,13 @@ class _Level:
         try:
             # Area-averaged from the image itself, as the mtcnn package does (averaging from a smaller
             # level instead moved boxes to IoU 0.80 with the package's).
-            size = (self.width, self.height)
             if self.tables is not None:
                 self.tables.ready.wait()
                 if self.tables.tables is None:  # computing them failed and reports why
                     return
                 resized = [area_resize_from_table(t, self.height, self.width) for t in self.tables.tables]
             else:
+                size = (self.width, self.height)
                 resized = [
                     im if im.shape[1::-1] == size else cv2.resize(im, size, interpolation=cv2.INTER_AREA)
                     for im in self.images
