@@ -254,3 +254,60 @@ def test_calibration_threshold_at_far_and_confidence() -> None:
     grid = cal.confidence(np.linspace(0, 2, 50))
     assert np.all(np.diff(grid) < 0) and grid[0] > 0.99 and grid[-1] < 0.01
     assert cal.confidence(float("inf")) == 0.0
+
+
+def test_corrections_round_trip_filter_and_follow_merges(gallery: Gallery) -> None:
+    rng = np.random.default_rng(11)
+    v = unit(rng, 3)
+    ann, bob = gallery.add_person("Ann"), gallery.add_person("Bob")
+    other = EmbedderKey("dlib-resnet", "other")
+    r1 = gallery.add_correction("Ann", "reject", v[0] * 3.0, KEY, content_hash="p1")
+    gallery.add_correction(bob, "confirm", v[1], KEY)
+    gallery.add_correction(ann, "reject", v[2], other)
+    got = gallery.corrections(KEY, "Ann")
+    assert [(c.id, c.kind, c.person_id, c.content_hash) for c in got] == [(r1, "reject", ann, "p1")]
+    # stored normalised: scaling by 3 and dividing by the norm rounds each float32 value by ~1 ulp
+    np.testing.assert_allclose(got[0].embedding, v[0], atol=1e-6)
+    assert [c.kind for c in gallery.corrections(KEY)] == ["reject", "confirm"]
+    assert [c.person_id for c in gallery.corrections(KEY, kind="confirm")] == [bob]
+    with pytest.raises(GalleryError, match="kind"):
+        gallery.add_correction(ann, "maybe", v[0], KEY)  # type: ignore[arg-type]
+    gallery.add_template(ann, v[1], content_hash="t", **EMB)
+    gallery.merge("Ann", "Bob")  # Ann was Bob: what was said about Ann now holds for Bob
+    assert sorted(c.kind for c in gallery.corrections(KEY, "Bob")) == ["confirm", "reject"]
+    assert gallery.delete_correction(gallery.corrections(KEY, "Bob", "confirm")[0].id)
+    assert [c.kind for c in gallery.corrections(KEY)] == ["reject"]
+
+
+def test_deleting_a_person_erases_their_corrections(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite3"
+    rng = np.random.default_rng(12)
+    probe = unit(rng)[0]
+    with Gallery.open(path) as g:
+        hal = g.add_person("Hal")
+        g.add_template(hal, unit(rng)[0], content_hash="h", **EMB)
+        g.add_correction(hal, "reject", probe, KEY, content_hash="c" * 64)
+        g.delete("Hal")
+        assert g.corrections(KEY) == []
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    needle = probe.astype("<f4").tobytes()
+    for fragment in (needle[:32], needle[-32:], b"c" * 64):
+        assert fragment not in raw
+
+
+def test_a_gallery_of_schema_1_gains_the_corrections_table(tmp_path: Path) -> None:
+    from faceprint.gallery import sqlite as store_module
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")
+    store_module.MIGRATIONS[0](db)
+    db.execute(f"PRAGMA application_id = {store_module.APPLICATION_ID}")
+    db.execute("PRAGMA user_version = 1")
+    db.execute("COMMIT")
+    db.close()
+    with Gallery.open(path) as g:
+        pid = g.add_person("Ivy")
+        g.add_correction(pid, "reject", unit(np.random.default_rng(13))[0], KEY)
+        assert len(g.corrections(KEY, pid)) == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -9,12 +9,13 @@ from faceprint.gallery.enrollment import EnrollReport, EnrollResult
 from faceprint.gallery.gallery import Gallery, default_gallery_path
 from faceprint.gallery.matching import Candidate, MatchIndex
 from faceprint.gallery.sqlite import SQLiteStore
-from faceprint.gallery.store import EmbedderKey, GalleryStore, Person, Template
+from faceprint.gallery.store import Correction, EmbedderKey, GalleryStore, Person, Template
 from faceprint.gallery.thresholds import Calibration
 
 __all__ = [
     "Calibration",
     "Candidate",
+    "Correction",
     "EmbedderKey",
     "EnrollReport",
     "EnrollResult",

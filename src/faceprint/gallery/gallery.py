@@ -18,7 +18,17 @@ from platformdirs import user_data_dir
 from faceprint.errors import GalleryError
 from faceprint.gallery.matching import Candidate, Combine, MatchIndex
 from faceprint.gallery.sqlite import SQLiteStore
-from faceprint.gallery.store import EmbedderKey, GalleryStore, NewTemplate, Person, Template
+from faceprint.gallery.store import (
+    CORRECTION_KINDS,
+    Correction,
+    CorrectionKind,
+    EmbedderKey,
+    GalleryStore,
+    NewCorrection,
+    NewTemplate,
+    Person,
+    Template,
+)
 from faceprint.gallery.thresholds import (
     Calibration,
     builtin_calibration,
@@ -34,6 +44,13 @@ EXPORT_FORMAT = "faceprint-gallery"
 EXPORT_VERSION = 1
 
 PersonRef = int | str  # a person id or name
+
+
+def replace_person(correction: Correction, person_id: int) -> NewCorrection:
+    """The same correction filed under another person (merging people keeps their corrections)."""
+    return NewCorrection(
+        person_id, correction.kind, correction.embedder, correction.embedding, correction.content_hash
+    )
 
 
 def default_gallery_path() -> Path:
@@ -104,18 +121,23 @@ class Gallery:
         return self.person(person.id)
 
     def merge(self, source: PersonRef, into: PersonRef) -> Person:
-        """Move every template of ``source`` to ``into`` (dropping duplicates) and delete ``source``."""
+        """Move every template and correction of ``source`` to ``into`` (dropping duplicate templates)
+        and delete ``source``."""
         src, dst = self.person(source), self.person(into)
         if src.id == dst.id:
             raise GalleryError(f"{self.location}: cannot merge {src.name!r} into itself")
         with self.store.transaction():
+            for key in self.store.embedders():
+                for c in self.store.corrections(key, src.id):
+                    self.store.add_correction(replace_person(c, dst.id))
             self.store.move_templates(src.id, dst.id)
             self.store.set_metadata(dst.id, {**src.metadata, **dst.metadata})
             self.store.delete_person(src.id)
         return self.person(dst.id)
 
     def delete(self, ref: PersonRef) -> int:
-        """Delete a person and every template (no biometric bytes stay in the files); returns the count."""
+        """Delete a person, every template and every correction filed under them (no biometric bytes
+        stay in the files); returns the number of templates."""
         return self.store.delete_person(self.person(ref).id)
 
     # -- templates ----------------------------------------------------------------------------
@@ -157,6 +179,37 @@ class Gallery:
 
     def embedders(self) -> list[EmbedderKey]:
         return self.store.embedders()
+
+    # -- corrections --------------------------------------------------------------------------
+
+    def add_correction(
+        self,
+        person: PersonRef,
+        kind: CorrectionKind,
+        embedding: np.ndarray,
+        embedder: EmbedderKey,
+        *,
+        content_hash: str | None = None,
+    ) -> int:
+        """File a user's verdict on a probe face: ``"reject"`` (it is not ``person``) or ``"confirm"``."""
+        if kind not in CORRECTION_KINDS:
+            raise GalleryError(f"correction kind must be one of {CORRECTION_KINDS}, got {kind!r}")
+        vector = np.asarray(embedding, dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(vector))
+        if vector.size == 0 or not np.all(np.isfinite(vector)) or norm == 0.0:
+            raise GalleryError(f"{self.location}: refusing an empty, zero or non-finite embedding")
+        return self.store.add_correction(
+            NewCorrection(self.person(person).id, kind, embedder, vector / norm, content_hash)
+        )
+
+    def corrections(
+        self, embedder: EmbedderKey, person: PersonRef | None = None, kind: CorrectionKind | None = None
+    ) -> list[Correction]:
+        pid = None if person is None else self.person(person).id
+        return self.store.corrections(embedder, pid, kind)
+
+    def delete_correction(self, correction_id: int) -> bool:
+        return self.store.delete_correction(correction_id)
 
     def __len__(self) -> int:
         """Number of templates."""

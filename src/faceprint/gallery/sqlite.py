@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from faceprint.errors import GalleryError
-from faceprint.gallery.store import EmbedderKey, NewTemplate, Person, Template, TemplateMatrix
+from faceprint.gallery.store import (
+    Correction,
+    CorrectionKind,
+    EmbedderKey,
+    NewCorrection,
+    NewTemplate,
+    Person,
+    Template,
+    TemplateMatrix,
+)
 
 APPLICATION_ID = 0x46505254  # "FPRT"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -64,13 +73,33 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v2(db: sqlite3.Connection) -> None:
+    """Users' corrections: a probe face rejected as (or confirmed to be) a person."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE corrections (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('reject', 'confirm')),
+            embedder TEXT NOT NULL,
+            embedder_version TEXT NOT NULL,
+            embedding BLOB NOT NULL,
+            content_hash TEXT,
+            created REAL NOT NULL
+        );
+        CREATE INDEX corrections_by_embedder ON corrections (embedder, embedder_version, person_id)
+        """,
+    )
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     for statement in filter(str.strip, script.split(";")):
         db.execute(statement)
 
 
 # MIGRATIONS[i] takes a database at schema version i to version i + 1, inside one transaction.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -241,7 +270,8 @@ class SQLiteStore:
             n = self._execute("SELECT count(*) FROM templates WHERE person_id = ?", (person_id,)).fetchone()[
                 0
             ]
-            self._execute("DELETE FROM people WHERE id = ?", (person_id,))  # templates: ON DELETE CASCADE
+            # templates and corrections: ON DELETE CASCADE
+            self._execute("DELETE FROM people WHERE id = ?", (person_id,))
         self._purge_wal()
         return int(n)
 
@@ -352,6 +382,58 @@ class SQLiteStore:
             np.fromiter((r[1] for r in rows), np.int64, len(rows)),
             np.ascontiguousarray(vectors.reshape(len(rows), dim)),
         )
+
+    # -- corrections --------------------------------------------------------------------------
+
+    def add_correction(self, correction: NewCorrection) -> int:
+        vector = np.ascontiguousarray(correction.embedding, dtype="<f4").ravel()
+        with self.transaction():
+            cur = self._execute(
+                "INSERT INTO corrections (person_id, kind, embedder, embedder_version, embedding, "
+                "content_hash, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    correction.person_id,
+                    correction.kind,
+                    correction.embedder.name,
+                    correction.embedder.version,
+                    vector.tobytes(),
+                    correction.content_hash,
+                    time.time(),
+                ),
+            )
+            return int(cur.lastrowid)
+
+    def corrections(
+        self, embedder: EmbedderKey, person_id: int | None = None, kind: CorrectionKind | None = None
+    ) -> list[Correction]:
+        where, params = "embedder = ? AND embedder_version = ?", [embedder.name, embedder.version]
+        if person_id is not None:
+            where, params = where + " AND person_id = ?", [*params, person_id]
+        if kind is not None:
+            where, params = where + " AND kind = ?", [*params, kind]
+        rows = self._query(
+            "SELECT id, person_id, kind, embedding, content_hash, created FROM corrections "
+            f"WHERE {where} ORDER BY id",
+            tuple(params),
+        )
+        return [
+            Correction(
+                person_id=r[1],
+                kind=r[2],
+                embedder=embedder,
+                embedding=np.frombuffer(r[3], dtype="<f4").astype(np.float32),
+                content_hash=r[4],
+                id=r[0],
+                created=r[5],
+            )
+            for r in rows
+        ]
+
+    def delete_correction(self, correction_id: int) -> bool:
+        with self.transaction():
+            gone = self._execute("DELETE FROM corrections WHERE id = ?", (correction_id,)).rowcount > 0
+        self._purge_wal()
+        return gone
 
     # -- settings and bookkeeping -------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -74,6 +74,33 @@ class NewTemplate:
     quality_flags: tuple[str, ...] = ()
 
 
+CorrectionKind = Literal["reject", "confirm"]
+CORRECTION_KINDS: tuple[str, ...] = ("reject", "confirm")
+
+
+@dataclass(frozen=True)
+class NewCorrection:
+    """What ``add_correction`` stores: a user's verdict on one probe face and one person.
+
+    ``"reject"``: the face (``embedding``) is not this person; ``"confirm"``: it is. The probe's embedding
+    is kept (it is what makes "faces close to it" recognisable later), so it is biometric data of
+    whoever was in the picture: it goes when the person it is filed under is deleted."""
+
+    person_id: int
+    kind: CorrectionKind
+    embedder: EmbedderKey
+    embedding: np.ndarray = field(repr=False)  # (D,) float32, L2-normalised
+    content_hash: str | None = None  # of the probe image, when known
+
+
+@dataclass(frozen=True)
+class Correction(NewCorrection):
+    """A stored correction (the id and creation time are assigned by the store)."""
+
+    id: int = 0
+    created: float = 0.0  # Unix time
+
+
 class GalleryStore(Protocol):
     """Persistence of people and templates. Methods raise ``GalleryError`` with the store's location."""
 
@@ -100,7 +127,8 @@ class GalleryStore(Protocol):
         ...
 
     def delete_person(self, person_id: int) -> int:
-        """Delete the person and every template, leaving no trace of them; returns templates deleted."""
+        """Delete the person, every template and every correction filed under them, leaving no trace
+        of them; returns templates deleted."""
         ...
 
     def add_template(self, template: NewTemplate) -> int | None:
@@ -118,6 +146,18 @@ class GalleryStore(Protocol):
     def delete_template(self, template_id: int) -> bool: ...
 
     def embedders(self) -> list[EmbedderKey]: ...
+
+    def add_correction(self, correction: NewCorrection) -> int:
+        """Store a correction; returns its id."""
+        ...
+
+    def corrections(
+        self, embedder: EmbedderKey, person_id: int | None = None, kind: CorrectionKind | None = None
+    ) -> list[Correction]:
+        """The corrections of one embedder (optionally of one person and kind), oldest first."""
+        ...
+
+    def delete_correction(self, correction_id: int) -> bool: ...
 
     def matrix(self, embedder: EmbedderKey) -> TemplateMatrix: ...
 
