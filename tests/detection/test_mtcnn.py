@@ -18,7 +18,9 @@ import pytest
 import torch
 
 from faceprint.detection import mtcnn as M
+from faceprint.detection import mtcnn_boxes as B
 from faceprint.detection import mtcnn_weights as W
+from faceprint.detection.taskpool import TaskPool
 from faceprint.errors import ImageError, ModelError
 from faceprint.models import WeightFile
 
@@ -189,7 +191,7 @@ def test_nms_is_fast_nms(mode, n):
     boxes = np.hstack([corner, corner + rng.uniform(5, 80, (n, 2))])
     scores = rng.random(n)
     for threshold in (0.5, 0.7):
-        assert M.nms(boxes, scores, threshold, mode).tolist() == _fast_nms(boxes, scores, threshold, mode)
+        assert B.nms(boxes, scores, threshold, mode).tolist() == _fast_nms(boxes, scores, threshold, mode)
 
 
 def test_nms_with_degenerate_boxes_and_tied_scores_is_fast_nms():
@@ -202,7 +204,7 @@ def test_nms_with_degenerate_boxes_and_tied_scores_is_fast_nms():
     assert ((boxes[:, 2:] - boxes[:, :2]) < 0).any(axis=1).sum() > 30
     for mode in ("union", "min"):
         for threshold in (0.3, 0.7):
-            assert M.nms(boxes, scores, threshold, mode).tolist() == _fast_nms(boxes, scores, threshold, mode)
+            assert B.nms(boxes, scores, threshold, mode).tolist() == _fast_nms(boxes, scores, threshold, mode)
 
 
 @pytest.mark.parametrize("most", [1, 7, 1 << 20])
@@ -214,7 +216,7 @@ def test_nms_compares_every_pair_overlapping_in_x_once(most):
     x2 = x1 + np.round(rng.uniform(-3, 20, 150)).astype(np.float32)
     got = [
         tuple(sorted(pair))
-        for first, second in M._pairs_overlapping_in_x(x1, x2, most)
+        for first, second in B._pairs_overlapping_in_x(x1, x2, most)
         for pair in zip(first.tolist(), second.tolist(), strict=True)
     ]
     want = {(i, j) for i in range(150) for j in range(i + 1, 150) if min(x2[i], x2[j]) > max(x1[i], x1[j])}
@@ -227,7 +229,7 @@ def test_nms_compares_every_pair_overlapping_in_x_once(most):
 def test_fast_nms_drops_what_a_dropped_box_overlapped():
     """A suppresses B, B overlaps C, A does not overlap C: C goes too (greedy NMS would keep it)."""
     boxes = np.array([[0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10]], dtype=np.float64)
-    assert M.nms(boxes, np.array([0.9, 0.8, 0.7]), 0.3).tolist() == [0]
+    assert B.nms(boxes, np.array([0.9, 0.8, 0.7]), 0.3).tolist() == [0]
 
 
 @pytest.mark.parametrize("size", [(13, 17), (29, 52), (64, 48), (101, 77)])
@@ -237,7 +239,7 @@ def test_area_resize_from_the_summed_area_table_is_opencvs(astronaut, size):
     image = np.ascontiguousarray(astronaut[7:480, 3:301])
     height, width = size
     table = cv2.integral(image, sdepth=cv2.CV_32S)
-    got = M.area_resize_from_table(table, height, width)
+    got = B.area_resize_from_table(table, height, width)
     want = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
     assert got.shape == want.shape == (height, width, 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
@@ -246,7 +248,7 @@ def test_area_resize_from_the_summed_area_table_is_opencvs(astronaut, size):
 def test_small_levels_use_the_table_and_find_the_same_faces(detector, astronaut, monkeypatch):
     """With every level resized by OpenCV, or every level from the table, detections are the same."""
     want = detector.detect(astronaut)
-    real = M.area_resize_from_table
+    real = B.area_resize_from_table
     calls = []
     monkeypatch.setattr(M, "area_resize_from_table", lambda *a: calls.append(a[1:]) or real(*a))
     for scale in (0.0, 1.0):
@@ -262,18 +264,18 @@ def test_small_levels_use_the_table_and_find_the_same_faces(detector, astronaut,
 def test_crops_are_tensorflow_crop_and_resize():
     """Bilinear samples from x1 (W-1)/W to x2 (W-1)/W; rows/columns sampled outside the image are grey."""
     image = np.arange(10 * 20 * 3, dtype=np.float32).reshape(10, 20, 3)
-    (crop,) = M.crop_resize(image, np.array([[2.0, 1.0, 12.0, 6.0]]), 3)
+    (crop,) = B.crop_resize(image, np.array([[2.0, 1.0, 12.0, 6.0]]), 3)
     xs, ys = np.array([2.0, 7.0, 12.0]) * 19 / 20, np.array([1.0, 3.5, 6.0]) * 9 / 10
     want = np.array([[[(y * 20 + x) * 3 + c for c in range(3)] for x in xs] for y in ys])  # image is linear
     np.testing.assert_allclose(crop, want, rtol=1e-6)
-    (edge,) = M.crop_resize(image, np.array([[-4.0, 0.0, 4.0, 9.0]]), 3)
+    (edge,) = B.crop_resize(image, np.array([[-4.0, 0.0, 4.0, 9.0]]), 3)
     assert (edge[:, 0] == 127.5).all() and (edge[:, 1:] != 127.5).all()
 
 
 def test_grouped_nms_keeps_groups_apart():
     boxes = np.array([[10, 10, 50, 50], [12, 12, 52, 52], [10, 10, 50, 50]], dtype=np.float64)
     scores = np.array([0.9, 0.8, 0.7])
-    assert sorted(M.grouped_nms(boxes, scores, np.array([0, 0, 1]), 0.5).tolist()) == [0, 2]
+    assert sorted(B.grouped_nms(boxes, scores, np.array([0, 0, 1]), 0.5).tolist()) == [0, 2]
 
 
 # ---- real faces ---------------------------------------------------------------------------------------
@@ -353,7 +355,7 @@ def test_tiny_images_return_nothing():
     assert M.MTCNNDetector().detect(np.zeros((11, 200, 3), np.uint8)) == []
     assert M.MTCNNDetector(min_face_size=40).detect(np.zeros((39, 39, 3), np.uint8)) == []
     # a short side of exactly min_face_size: 47 * (12 / 47) rounds under 12 px, so no pyramid level at all
-    assert M.pyramid_scales(47, 52, 47, 0.709) == []
+    assert B.pyramid_scales(47, 52, 47, 0.709) == []
     assert M.MTCNNDetector(min_face_size=47).detect(np.zeros((47, 52, 3), np.uint8)) == []
 
 
@@ -606,7 +608,7 @@ def test_detection_works_in_a_forked_child(astronaut):
 
 
 def test_pool_runs_everything_and_reraises_the_first_error():
-    pool = M._TaskPool(3)
+    pool = TaskPool(3)
     assert pool.map(lambda x: x * x, list(range(50))) == [x * x for x in range(50)]
     ran = []
 

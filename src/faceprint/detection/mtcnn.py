@@ -9,211 +9,53 @@ Boxes stay float between stages (no integer truncation); crops are bilinear samp
 (TensorFlow's ``crop_and_resize`` convention), grey outside the image. Coordinates are pixel positions
 as that package reports them (x1, y1, x2, y2; landmarks five (x, y)).
 
-The nets are defined and run in PyTorch (``mtcnn_nets``), eager: measured faster than ONNX Runtime here
-(see bench/bench_detect.py). A detection spreads its pieces (pyramid levels, row bands of P-Net's
-output, chunks of R-/O-Net crops) over its own threads, each op on one torch thread (``_TaskPool``).
+This module is the detector: its stages and the pyramid levels' pieces of work. The box math and
+resampling live in ``mtcnn_boxes``, the nets in ``mtcnn_nets`` (run in eager PyTorch, which was faster
+than ONNX Runtime on them: docs/detection.md), and the helper threads a detection spreads its pieces
+over (pyramid levels, row bands of P-Net's output, chunks of R-/O-Net crops) in ``taskpool``.
 """
 
 from __future__ import annotations
 
-import os
-import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
+from faceprint.detection.mtcnn_boxes import (
+    PNET_CELL,
+    area_resize_from_table,
+    crop_resize,
+    grouped_nms,
+    pyramid_scales,
+    regress,
+    square,
+)
+from faceprint.detection.taskpool import TaskPool
 from faceprint.errors import ImageError, ModelError
 from faceprint.types import Detection
 
 SELECTIONS = ("all", "largest", "central")
-_PNET_CELL = 12  # P-Net's receptive field ...
-_PNET_STRIDE = 2  # ... and its output stride, in pixels of the scaled image
+_PNET_STRIDE = 2  # P-Net's output stride, in pixels of the scaled image
 _BAND_CELLS = 64 * 512  # P-Net output cells per band of rows (see _Level.bands)
 # Levels smaller than this (a fraction of the image's side) are area-averaged from a summed-area table
-# instead of by OpenCV, whose INTER_AREA reads the whole image per level at any scale (a 1080p frame:
-# 3.0-3.6 ms for each level from 0.107 down, 0.16-2.5 ms from the table, which takes 1.3 ms once).
+# instead of by OpenCV, whose INTER_AREA reads the whole image for every level whatever its scale.
 _TABLE_SCALE = 0.13
-# Crops per R-/O-Net forward, most and fewest. Bigger batches got slower per crop (300 R-Net crops: 29 ms
-# in one batch, 17 in batches of 64-128; 64 O-Net crops: 34 ms vs 20 in batches of 16-32). Chunks are
-# spread over threads, but not below 4 O-Net crops (about 0.5 ms of work each): two threads calling small
-# ops wait on each other for the GIL, and a 640x480 photo's 3 O-Net crops took longer split in two
-# chunks than in one (detection 23.1 -> 21.3 ms).
+# Crops per R-/O-Net forward, most and fewest: per crop, big batches ran slower than middling ones.
+# Chunks are spread over threads, but not below 4 O-Net crops: two threads calling small ops wait on each
+# other for the GIL, so a few crops run faster as one chunk (figures: docs/detection.md).
 _CHUNK_CROPS = {"rnet": (96, 16), "onet": (24, 4)}
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
-    """Indices of the boxes non-maximum suppression keeps, best score first: "Fast NMS" (Bolya et al.,
-    YOLACT 2019), the variant the ``mtcnn`` package uses, drops every box that overlaps a higher-scored
-    box by more than ``threshold``, whether or not that box was itself dropped.
-
-    Hand-written because torchvision is not a dependency and has neither this variant nor the "min" mode
-    MTCNN's last stage needs (overlap = intersection / smaller area). Boxes are continuous (area = width x
-    height). Boxes that do not intersect never suppress each other (as in the package, whose overlap is
-    intersection / denominator: zero even where a degenerate box makes the denominator negative), so only
-    pairs that overlap along x are compared: a sweep over the boxes sorted by x1 finds them. The work then
-    grows with the overlapping pairs, not with all pairs (a 1080p crowd frame's 597 candidates: 4.6 ms
-    comparing all pairs, 0.7 ms).
-    """
-    order = np.argsort(-scores, kind="stable")
-    b = boxes[order].astype(np.float32)  # image coordinates: float32 is exact enough, half the traffic
-    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    area = (x2 - x1) * (y2 - y1)
-    n = b.shape[0]
-    removed = np.zeros(n, dtype=bool)
-    for first, second in _pairs_overlapping_in_x(x1, x2):
-        w = np.minimum(x2[first], x2[second]) - np.maximum(x1[first], x1[second])
-        h = np.minimum(y2[first], y2[second]) - np.maximum(y1[first], y1[second])
-        inter = np.maximum(w, 0.0, out=w) * np.maximum(h, 0.0, out=h)
-        pair_area = area[first], area[second]
-        denominator = np.minimum(*pair_area) if mode == "min" else pair_area[0] + pair_area[1] - inter
-        overlapping = (inter > threshold * denominator) & (inter > 0)
-        removed[np.maximum(first, second)[overlapping]] = True  # the lower-scored box (later in order) goes
-    return order[~removed]
-
-
-def _pairs_overlapping_in_x(
-    x1: np.ndarray, x2: np.ndarray, most: int = 1 << 20
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Every two boxes whose x ranges overlap, once, as index arrays of at most ``most`` pairs."""
-    n = x1.shape[0]
-    by_x = np.argsort(x1, kind="stable")
-    starts = x1[by_x]
-    # boxes after each one in x1 order that start before it ends
-    after = np.maximum(np.searchsorted(starts, x2[by_x], side="left") - np.arange(1, n + 1), 0)
-    ends = np.cumsum(after)  # pairs up to and including each box
-    lo, done = 0, 0
-    while lo < n:
-        hi = min(max(int(np.searchsorted(ends, done + most, side="right")), lo + 1), n)
-        count = after[lo:hi]
-        rows = np.repeat(np.arange(lo, hi), count)
-        offsets = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
-        yield by_x[rows], by_x[rows + 1 + offsets]
-        lo, done = hi, int(ends[hi - 1])
-
-
-def grouped_nms(
-    boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: float, mode: str = "union"
-) -> np.ndarray:
-    """NMS within each group (an image, or an image at one scale); indices into ``boxes``."""
-    kept = []
-    for g in np.unique(groups).tolist():
-        members = np.flatnonzero(groups == g)
-        kept.append(members[nms(boxes[members], scores[members], threshold, mode)])
-    return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
-
-
-def regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Apply R-/O-Net box offsets (dx1, dy1, dx2, dy2), scaled by the box's width + 1 and height + 1 (the
-    original's inclusive-pixel sizes, kept by the ``mtcnn`` package)."""
-    w = boxes[:, 2] - boxes[:, 0] + 1.0
-    h = boxes[:, 3] - boxes[:, 1] + 1.0
-    return boxes + offsets * np.stack([w, h, w, h], axis=1)
-
-
-def square(boxes: np.ndarray) -> np.ndarray:
-    """Grow each box to a square around its centre (side = the longer side)."""
-    w = boxes[:, 2] - boxes[:, 0]
-    h = boxes[:, 3] - boxes[:, 1]
-    side = np.maximum(w, h)
-    x1 = boxes[:, 0] + (w - side) * 0.5
-    y1 = boxes[:, 1] + (h - side) * 0.5
-    return np.stack([x1, y1, x1 + side, y1 + side], axis=1)
-
-
-def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """(N, size, size, 3) float32 bilinear crops of ``boxes`` from an HxWx3 image.
-
-    TensorFlow's ``crop_and_resize`` on box corners divided by the image size, as the ``mtcnn`` package
-    calls it: ``size`` samples from x1 * (W - 1) / W to x2 * (W - 1) / W, and rows or columns sampled
-    outside the image are grey (127.5, zero after normalisation). PyTorch's ``grid_sample`` does the
-    sampling (OpenCV's warps quantise sample positions to 1/32 px and blend the border instead); its
-    positions are float32, within 1e-4 px of the exact ones on a 1080p frame.
-    """
-    import torch
-    from torch.nn import functional as F
-
-    ih, iw = image.shape[:2]
-    n = boxes.shape[0]
-    t = np.arange(size) / (size - 1)
-    xs = (boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t) * ((iw - 1) / iw)
-    ys = (boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t) * ((ih - 1) / ih)
-    grid = np.empty((n, size, size, 2), np.float32)  # grid_sample's (x, y) in [-1, 1] = pixel 0 .. W-1
-    grid[..., 0] = (xs * (2.0 / max(iw - 1, 1)) - 1.0)[:, None, :]
-    grid[..., 1] = (ys * (2.0 / max(ih - 1, 1)) - 1.0)[:, :, None]
-    pixels = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1)[None]
-    with torch.inference_mode():
-        out = F.grid_sample(
-            pixels,
-            torch.from_numpy(grid).reshape(1, n * size, size, 2),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=True,
-        )
-        out = out[0].reshape(3, n, size, size).permute(1, 2, 3, 0).numpy()
-    outside_x = (xs < 0) | (xs > iw - 1)
-    outside_y = (ys < 0) | (ys > ih - 1)
-    out = np.ascontiguousarray(out)
-    out[outside_y[:, :, None] | outside_x[:, None, :]] = 127.5
-    return out
-
-
-def area_resize_from_table(table: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Area-averaged resize of an image to (height, width, 3) float32, from its summed-area table
-    (``cv2.integral``: (H + 1, W + 1, 3), int32 for a uint8 image, exact).
-
-    What OpenCV's INTER_AREA computes (each output pixel the mean of the source area it covers, partial
-    pixels weighted by the part covered), up to float rounding (within 3e-4 of it on 0-255 values): the
-    integral of the piecewise-constant image over a rectangle is the table interpolated linearly at the
-    rectangle's corners. Hand-written because no library resizes from a summed-area table; its cost
-    grows with the output's rows times the image's width, not with the image's area. Output rows are
-    computed a few at a time, so the float64 intermediates stay around a megabyte whatever the image.
-    """
-    rows_in, cols_in = table.shape[0] - 1, table.shape[1] - 1
-    y0, fy = _cell_edges(rows_in, height)
-    x0, fx = _cell_edges(cols_in, width)
-    out = np.empty((height, width, 3), np.float32)
-    step = max(1, (1 << 16) // table.shape[1])  # output rows per piece: about 64k table entries
-    for top in range(0, height, step):
-        rows = slice(top, min(top + step, height) + 1)  # the row edges of this piece's output rows
-        lower = table[y0[rows]]
-        edges = lower + (table[y0[rows] + 1] - lower) * fy[rows, None, None]  # the table at row edges
-        strips = edges[1:] - edges[:-1]  # per output row: integrals from column 0
-        lower = strips[:, x0]
-        edges = lower + (strips[:, x0 + 1] - lower) * fx[None, :, None]
-        out[top : rows.stop - 1] = (edges[:, 1:] - edges[:, :-1]) * ((height * width) / (rows_in * cols_in))
-    return out
-
-
-def _cell_edges(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each output cell's edge falls in the source (size_out + 1 edges): its pixel and fraction."""
-    edges = np.arange(size_out + 1) * (size_in / size_out)
-    pixel = np.minimum(edges.astype(np.intp), size_in - 1)
-    return pixel, edges - pixel
-
-
-def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
-    """Scales of the image pyramid: the first maps min_face_size to P-Net's 12 px window; levels stop
-    before the shorter side drops under 12 px."""
-    first = _PNET_CELL / min_face_size
-    scales = []
-    side = min(height, width) * first
-    while side >= _PNET_CELL:
-        scales.append(first * factor ** len(scales))
-        side *= factor
-    return scales
 
 
 class MTCNNNets:
     """The three nets as PyTorch modules (``mtcnn_nets``, converted weights from the cache). Call with a
     net name and (N, H, W, 3) float32 RGB pixel values; returns P(face) and that net's other outputs as
-    numpy arrays. Eager PyTorch (oneDNN) measured 1.5-3x faster than ONNX Runtime on these nets here
-    (bench/bench_detect.py): their 3-channel first convs and small channel counts suit oneDNN's kernels.
-    ``pool`` runs independent pieces of work (pyramid levels, chunks of crops) on ``threads`` threads."""
+    numpy arrays. Eager PyTorch (oneDNN), not ONNX Runtime: their 3-channel first convs and small channel
+    counts suit oneDNN's kernels. ``pool`` runs independent pieces of work (pyramid levels, chunks of
+    crops) on ``threads`` threads."""
 
     def __init__(self, threads: int | None) -> None:
         import torch
@@ -223,7 +65,7 @@ class MTCNNNets:
 
         self.modules = {key: build(key, load_state_dict(key)) for key in NETS}
         self.threads = threads or torch.get_num_threads()
-        self.pool = _TaskPool.shared(self.threads)
+        self.pool = TaskPool.shared(self.threads)
 
     def __call__(self, key: str, pixels: np.ndarray) -> list[np.ndarray]:
         import torch
@@ -245,117 +87,6 @@ class MTCNNNets:
         chunks = np.array_split(np.arange(n), count)
         outs = self.pool.map(lambda rows: self(key, _crops(pixels, cands.take(rows), size)), chunks)
         return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
-
-
-class _Job:
-    """One ``_TaskPool.map`` call: items are claimed in order by whichever thread is free. Every item
-    runs even after one fails (items may wait for earlier ones); the first error is kept."""
-
-    def __init__(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> None:
-        self.fn, self.items = fn, items
-        self.results: list[Any] = [None] * len(items)
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self._lock = threading.Lock()
-        self._next = 0
-        self._left = len(items)
-
-    def work(self) -> None:
-        while True:
-            with self._lock:
-                k = self._next
-                if k >= len(self.items):
-                    return
-                self._next += 1
-            error = None
-            try:
-                self.results[k] = self.fn(self.items[k])
-            except BaseException as err:  # re-raised in the caller's thread
-                error = err
-            with self._lock:
-                self.error = self.error or error
-                self._left -= 1
-                if self._left == 0:
-                    self.done.set()
-
-
-class _TaskPool:
-    """Runs a function over items on ``size`` daemon helper threads whose torch ops run on one thread
-    each; the caller waits. Items are handed out in order, so putting the largest first balances them.
-
-    Why not torch's own threads: oneDNN splits each op of these small nets across threads and loses more
-    to synchronising them than it gains (640x480 P-Net pyramid: 17.8 ms on two intra-op threads, 14.6 ms
-    on one, 9.2 ms with two levels at a time on one thread each), so a detection parallelises across
-    levels, bands and crop chunks itself. Why the caller only waits: torch's thread count is per thread,
-    so only threads that never run anything else may have it changed. Plain threads and events, no
-    executor: a Ctrl-C in the caller must not be able to leave a pool's lock held (a hang at exit)."""
-
-    _shared: ClassVar[dict[int, _TaskPool]] = {}
-    _shared_lock = threading.Lock()
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._reset()
-
-    def _reset(self) -> None:
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._helpers = 0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def shared(cls, size: int) -> _TaskPool:
-        """The process's pool of this size: detectors share helper threads instead of each keeping its
-        own idle ones for the life of the process."""
-        with cls._shared_lock:
-            return cls._shared.setdefault(size, cls(size))
-
-    @classmethod
-    def _after_fork(cls) -> None:
-        """A forked child has none of its parent's threads: its pools start helpers anew (else the first
-        detection in, say, a pre-forked server worker would wait forever)."""
-        cls._shared_lock = threading.Lock()
-        for pool in cls._shared.values():
-            pool._reset()
-
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        if not items:
-            return []
-        self._start_helpers()
-        job = _Job(fn, items)
-        for _ in range(min(self.size, len(items))):
-            self._queue.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.results
-
-    def _start_helpers(self) -> None:
-        with self._lock:
-            if self._helpers == self.size:
-                return
-            import torch
-
-            # Setting a helper's count also sets torch's default for threads that start later; this
-            # thread's own count (read first) puts that default back.
-            count = torch.get_num_threads()
-            while self._helpers < self.size:
-                ready = threading.Event()
-                threading.Thread(target=self._serve, args=(ready,), name="mtcnn-worker", daemon=True).start()
-                ready.wait()
-                self._helpers += 1
-            torch.set_num_threads(count)
-
-    def _serve(self, ready: threading.Event) -> None:
-        import torch
-
-        torch.get_num_threads()  # torch sets a thread's count on first use; after that, ours sticks
-        torch.set_num_threads(1)
-        ready.set()
-        while True:
-            self._queue.get().work()
-
-
-os.register_at_fork(after_in_child=_TaskPool._after_fork)
 
 
 @dataclass
@@ -381,7 +112,7 @@ class MTCNNDetector:
     """
 
     name = "mtcnn"
-    version = "2"  # bump when a code change moves boxes or landmarks (2: the mtcnn package's pipeline)
+    version = "2"  # bump when a code change moves boxes or landmarks (history: CHANGELOG.md)
 
     def __init__(
         self,
@@ -434,9 +165,7 @@ class MTCNNDetector:
         for i, image in enumerate(images):
             _check_image(image, i)
         results: list[list[Detection]] = [[] for _ in images]
-        usable = [
-            i for i, im in enumerate(images) if min(im.shape[:2]) >= max(_PNET_CELL, self.min_face_size)
-        ]
+        usable = [i for i, im in enumerate(images) if min(im.shape[:2]) >= max(PNET_CELL, self.min_face_size)]
         if not usable:
             return results
         nets = self.load()
@@ -570,8 +299,8 @@ class _Level:
         self.cells = self.rows * self.cols * len(images)
         # Row ranges of P-Net's output, about _BAND_CELLS cells each. P-Net is fully convolutional, so a
         # band of output rows needs only input rows 2 * first .. 2 * last + 11 and comes out the same as
-        # that part of the whole map. Bands keep the intermediate maps in cache (a 1080p frame's first
-        # level: 75 -> 47 ms) and split big levels between threads.
+        # that part of the whole map. Bands keep the intermediate maps in the CPU's cache and split big
+        # levels between threads.
         step = max(1, _BAND_CELLS // max(self.cols * len(images), 1))
         self.bands = [(r, min(r + step, self.rows)) for r in range(0, self.rows, step)]
         self.pixels: np.ndarray | None = None
@@ -633,8 +362,8 @@ class _Level:
         # (2x + 12, 2y + 12), regressed by 11 px per unit offset, then unscaled.
         corners = np.stack([xs, ys, xs, ys], axis=1).astype(np.float64) * _PNET_STRIDE
         corners[:, :2] += 1.0
-        corners[:, 2:] += _PNET_CELL
-        boxes = (corners + reg[n, ys, xs] * (_PNET_CELL - 1.0)) / self.scale
+        corners[:, 2:] += PNET_CELL
+        boxes = (corners + reg[n, ys, xs] * (PNET_CELL - 1.0)) / self.scale
         cand = _Candidates(self.members[n], boxes, prob[n, ys, xs])
         self.candidates = cand.take(grouped_nms(cand.boxes, cand.scores, n, 0.5))
 
