@@ -21,7 +21,8 @@ import dlib
 import numpy as np
 import torch
 
-from faceprint.embedding.dlib_resnet import WEIGHTS, DlibResNetEmbedder, fold_affine, load_dlib_resnet
+from faceprint.embedding.dlib_net import WEIGHTS, fold_affine, load_dlib_resnet
+from faceprint.embedding.dlib_resnet import DlibResNetEmbedder
 from faceprint.models import package_file
 
 REPO = Path(__file__).resolve().parents[1]

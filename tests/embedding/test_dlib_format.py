@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from faceprint.embedding import dlib_format as fmt
-from faceprint.embedding.dlib_resnet import WEIGHTS, DlibResNet, parse_dlib_file
+from faceprint.embedding.dlib_net import WEIGHTS, DlibResNet, parse_dlib_file
 from faceprint.errors import ModelError
 from faceprint.models import package_file
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from faceprint.embedding import dlib_format, dlib_resnet
-from faceprint.embedding.dlib_resnet import WEIGHTS, DlibResNetEmbedder, load_dlib_resnet
+from faceprint.embedding import dlib_format, dlib_net, dlib_resnet
+from faceprint.embedding.dlib_net import WEIGHTS, load_dlib_resnet
+from faceprint.embedding.dlib_resnet import DlibResNetEmbedder
 from faceprint.errors import ModelError
 from faceprint.models import package_file
 
@@ -120,7 +121,7 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.slow
 def test_damaged_onnx_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lfw_chips) -> None:
     monkeypatch.setenv("FACEPRINT_CACHE_DIR", str(tmp_path))
-    dlib_resnet.onnx_model().write_bytes(b"\x08\x07 truncated protobuf")
+    dlib_net.onnx_model().write_bytes(b"\x08\x07 truncated protobuf")
     chips = lfw_chips[0][:4]
     rebuilt = DlibResNetEmbedder(runtime="onnx").embed_raw(chips)
     assert np.abs(rebuilt - DlibResNetEmbedder(runtime="torch").embed_raw(chips)).max() <= 1e-4

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from faceprint.analyzer import FaceAnalyzer
-from faceprint.embedding.dlib_resnet import DlibResNetEmbedder, jitter_params
+from faceprint.embedding.dlib_resnet import DlibResNetEmbedder
+from faceprint.embedding.views import jitter_params
 from faceprint.errors import GalleryError, ModelError
 from faceprint.gallery import Gallery
 from faceprint.gallery.enrollment import embedder_key

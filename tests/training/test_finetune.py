@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceprint.embedding.dlib_resnet import load_dlib_resnet
+from faceprint.embedding.dlib_net import load_dlib_resnet
 from faceprint.embedding.trained import load_architecture
 from faceprint.io import load_image
 from faceprint.training.dataset import ChipSet, make_pairs

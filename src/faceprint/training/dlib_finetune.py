@@ -24,7 +24,7 @@ class DlibEmbeddingNet(nn.Module):
     ``frozen`` (the stem and the first ``freeze - 1`` stages) and ``trainable`` (the rest)."""
 
     def __init__(self, net: nn.Module, freeze: int = 0) -> None:
-        from faceprint.embedding.dlib_resnet import STAGES
+        from faceprint.embedding.dlib_net import STAGES
 
         super().__init__()
         self.net = net
@@ -57,7 +57,7 @@ class DlibEmbeddingNet(nn.Module):
 
 def build_dlib_resnet(config: dict[str, Any], *, pretrained: bool) -> Architecture:
     """``config``: {"freeze": stages kept fixed from the input, the stem counting as one (0-6; 0: none)}."""
-    from faceprint.embedding.dlib_resnet import INPUT_SIZE, DlibResNet, load_dlib_resnet
+    from faceprint.embedding.dlib_net import INPUT_SIZE, DlibResNet, load_dlib_resnet
 
     net = load_dlib_resnet() if pretrained else DlibResNet()
     return Architecture(DlibEmbeddingNet(net, int(config.get("freeze", 0))), INPUT_SIZE, IDENTITY)
