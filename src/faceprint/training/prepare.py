@@ -286,6 +286,15 @@ def clean(records: dict[str, Record], identity: dict[str, str], config: PrepareC
     return dropped
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Which images a run works on and where each goes: a pure function of the import and the config."""
+
+    split_of: dict[str, str]  # source -> split, for every image to detect
+    skipped: dict[str, str]  # source -> why balancing or splitting left it out
+    protocol: frozenset[str]  # sources in the evaluation pairs (kept whole, evaluated, never trained on)
+
+
 def prepare(
     data: Imported,
     out_dir: Path,
@@ -300,7 +309,18 @@ def prepare(
     pairs.csv (when the import has pairs) and report.json. ``progress(done, total)`` follows detection."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
+    settings = _settings(data, analyzer, config)
+    _check_settings(out_dir / "dataset.json", settings)
+    plan = plan_images(data, config)
+    records, processed = _detect(data, plan, out_dir, analyzer, config, workers, batch_size, progress)
+    dropped = _clean_splits(data, plan, records, config)
+    report = _write(data, plan, records, dropped, out_dir, settings)
+    return PrepareReport(out_dir, report, processed)
+
+
+def _settings(data: Imported, analyzer: Any, config: PrepareConfig) -> dict[str, Any]:
+    """What the run's results depend on, saved in dataset.json (see :func:`_check_settings`)."""
+    return {
         "root": str(data.root.resolve()),
         "layout": data.layout,
         "config": json.loads(json.dumps(asdict(config))),
@@ -309,8 +329,11 @@ def prepare(
         "detector": type(analyzer.detector).__name__,
         "embedder": f"{analyzer.embedder.name} {analyzer.embedder.version}",
     }
-    _check_settings(out_dir / "dataset.json", settings)
 
+
+def plan_images(data: Imported, config: PrepareConfig) -> Plan:
+    """Balance and split the training images by identity; the pairs' images all go to test. Refuses an
+    identity that is both in the pairs and in training."""
     pair_sources = {s for p in data.pairs for s in (p.first, p.second)}
     by_source = {s.source: s for s in data.samples}
     train_like = [s for s in data.samples if s.source not in pair_sources]
@@ -331,14 +354,28 @@ def prepare(
             f"{len(leaked)} identities are both in the pairs and in training (e.g. {sorted(leaked)[0]}); "
             "use a people file disjoint from the pairs"
         )
+    return Plan(split_of, skipped, frozenset(pair_sources))
 
+
+def _detect(
+    data: Imported,
+    plan: Plan,
+    out_dir: Path,
+    analyzer: Any,
+    config: PrepareConfig,
+    workers: int,
+    batch_size: int,
+    progress: Callable[[int, int], Any] | None,
+) -> tuple[dict[str, Record], int]:
+    """Every planned image's record: those of earlier runs from records.jsonl, the rest detected now in
+    batches and appended to it as each finishes. Returns the records and how many images were detected."""
     records = _read_records(out_dir / "records.jsonl")
-    todo = [by_source[s] for s in sorted(split_of) if s not in records]
+    by_source = {s.source: s for s in data.samples}
+    todo = [by_source[s] for s in sorted(plan.split_of) if s not in records]
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    protocol = frozenset(pair_sources)
 
     def run(chunk: list[Sample]) -> list[Record]:
-        return preprocess_batch(data.root, chunk, analyzer, out_dir, config, protocol)
+        return preprocess_batch(data.root, chunk, analyzer, out_dir, config, plan.protocol)
 
     with open(out_dir / "records.jsonl", "a") as log, ThreadPoolExecutor(max(1, workers)) as pool:
         for done in pool.map(run, chunks):
@@ -348,20 +385,38 @@ def prepare(
             log.flush()
             if progress is not None:
                 progress(len(done), len(todo))
+    return records, len(todo)
 
-    ok = {s: records[s] for s in split_of if records[s].status == "ok"}
-    identity = {s: by_source[s].identity for s in ok}
-    # Cleaning is per split, so a duplicate in another split can never make a training image vanish silently.
+
+def _clean_splits(
+    data: Imported, plan: Plan, records: dict[str, Record], config: PrepareConfig
+) -> dict[str, str]:
+    """Drop reasons from :func:`clean` for the images kept so far, split by split (so a duplicate in
+    another split can never make a training image vanish silently); the pairs' test images stay whole."""
+    ok = {s: records[s] for s in plan.split_of if records[s].status == "ok"}
+    identity = {s.source: s.identity for s in data.samples if s.source in ok}
     dropped: dict[str, str] = {}
     for split in SPLITS:
-        part = {s: r for s, r in ok.items() if split_of[s] == split}
+        part = {s: r for s, r in ok.items() if plan.split_of[s] == split}
         dropped.update(clean(part, identity, config) if split != "test" or not data.pairs else {})
+    return dropped
 
+
+def _write(
+    data: Imported,
+    plan: Plan,
+    records: dict[str, Record],
+    dropped: dict[str, str],
+    out_dir: Path,
+    settings: dict[str, Any],
+) -> dict[str, dict[str, int]]:
+    """Write manifest.csv (a row per imported image: kept, dropped or unselected, and why), pairs.csv,
+    report.json and dataset.json; returns the counts per split and reason."""
     rows = []
     for s in data.samples:
         rec = records.get(s.source)
-        if s.source in skipped:
-            status, reason = "unselected", skipped[s.source]
+        if s.source in plan.skipped:
+            status, reason = "unselected", plan.skipped[s.source]
         elif rec is None:
             continue
         elif rec.status != "ok":
@@ -370,7 +425,7 @@ def prepare(
             status, reason = "dropped", dropped[s.source]
         else:
             status, reason = "kept", rec.note
-        rows.append(_manifest_row(s, split_of.get(s.source, ""), status, reason, rec))
+        rows.append(_manifest_row(s, plan.split_of.get(s.source, ""), status, reason, rec))
     _write_csv(out_dir / "manifest.csv", MANIFEST_FIELDS, rows)
     if data.pairs:
         _write_csv(
@@ -385,7 +440,7 @@ def prepare(
     report = {k: dict(v) for k, v in sorted(counts.items())}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "dataset.json").write_text(json.dumps({**settings, "counts": report}, indent=2) + "\n")
-    return PrepareReport(out_dir, report, len(todo))
+    return report
 
 
 def _reason_kind(reason: str) -> str:
