@@ -1,15 +1,19 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Both install from the lock (requirements/dev.txt, hashes checked); `make lock` refreshes it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
+LOCK ?= requirements/dev.txt
+PIP_VERSION := 26.3
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo serve test test-shuffled test-latest lint lock lock-upgrade sizes
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
 setup: $(BIN)/.installed
@@ -27,3 +31,26 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The same suite in a random order (pytest-randomly; the seed is printed to reproduce a failure).
+test-shuffled: setup
+	$(BIN)/python -m pytest -p randomly -q
+
+# Drift check: the suite against the newest versions pyproject.toml allows, in a separate venv.
+LATEST := .venv-latest
+test-latest:
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
+	$(LATEST)/bin/python -m pytest -q -p no:randomly
+
+# Refresh the lock files from pyproject.toml (keeping current pins where allowed); lock-upgrade: newest allowed.
+lock: setup
+	$(BIN)/python requirements/lock.py
+lock-upgrade: setup
+	$(BIN)/python requirements/lock.py --upgrade
+
+# Installed size of each flavour (core, each extra), each in a throwaway venv.
+sizes:
+	$(BIN)/python bench/install_sizes.py

@@ -42,7 +42,9 @@ def test_flip_of_the_mirror_image_is_the_flip_of_the_original(chips) -> None:
     x = chips[0]
     mirrored = np.ascontiguousarray(x[:, :, ::-1])
     flip = DlibResNetEmbedder(flip=True)
-    np.testing.assert_allclose(flip.embed(mirrored), flip.embed(x), atol=1e-5)
+    # Face + mirror of x and mirror + face of the mirror are the same two views run through float32
+    # kernels (picked per CPU by ONNX Runtime) in another order; a missing flip moves components by 1e-2.
+    np.testing.assert_allclose(flip.embed(mirrored), flip.embed(x), atol=1e-4)
     # ... which a single view does not give: the network is not mirror-symmetric by itself.
     single = DlibResNetEmbedder(flip=False)
     assert np.abs(single.embed(mirrored) - single.embed(x)).max() > 1e-2
@@ -72,7 +74,7 @@ def test_jitter_set_is_nested_and_centred() -> None:
 def test_tta_keeps_people_apart(chips, flip: bool, jitter: int) -> None:
     x, who = chips
     emb = DlibResNetEmbedder(flip=flip, jitter=jitter).embed(x)
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # float32 normalisation: ~1e-7
     dist = np.linalg.norm(emb[:, None] - emb[None], axis=2)
     same = (who[:, None] == who[None]) & ~np.eye(len(who), dtype=bool)
     different = who[:, None] != who[None]
@@ -117,7 +119,9 @@ def test_batch_boundaries_do_not_change_the_result(chips) -> None:
     for batch_size in (5, 20):  # fewer views than a chip has; several chips per pass with a remainder
         small = DlibResNetEmbedder(flip=True, jitter=3)
         small.batch_size = batch_size
-        np.testing.assert_allclose(small.embed(x), whole, atol=1e-5)
+        # Other batch shapes may take other float32 kernels; a view lost or doubled at a batch
+        # boundary moves components by 1e-2.
+        np.testing.assert_allclose(small.embed(x), whole, atol=1e-4)
     # embed_raw stays the single-view, dlib-parity output whatever the views.
     np.testing.assert_array_equal(
         DlibResNetEmbedder(flip=True, jitter=3).embed_raw(x[:2]), DlibResNetEmbedder().embed_raw(x[:2])

@@ -41,6 +41,7 @@ def test_people_and_templates_round_trip(gallery: Gallery) -> None:
     person = gallery.person("Alice")
     assert (person.id, person.n_templates, person.metadata) == (alice, 3, {"team": "red"})
     stored = gallery.templates("Alice")
+    # float32 stored as is.
     np.testing.assert_allclose(np.stack([t.embedding for t in stored]), vectors, atol=1e-7)
     assert stored[0].embedder == KEY and stored[0].face_size == 80
 
@@ -72,6 +73,7 @@ def test_search_finds_nearest_person_with_distances(gallery: Gallery) -> None:
     (cands,) = gallery.search(probe, KEY, top_k=3)
     assert cands[0].name == "p7"
     expected = np.sort(np.linalg.norm(vectors - probe, axis=1))[:3]
+    # float32 dot products, summed in BLAS's order.
     np.testing.assert_allclose([c.distance for c in cands], expected, atol=1e-5)
 
 

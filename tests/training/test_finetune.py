@@ -31,7 +31,8 @@ def test_pretrained_split_network_matches_dlib(lfw_dir: Path) -> None:
     arch = build_model("dlib-resnet", {"freeze": 4}, pretrained=True)
     reference = load_dlib_resnet()(torch.from_numpy(chips).permute(0, 3, 1, 2).float())
     expected = torch.nn.functional.normalize(reference, dim=1).detach().numpy()
-    np.testing.assert_allclose(embed_images(arch, chips), expected, atol=1e-5)
+    # Same weights in two module layouts, float32 kernels chosen per CPU; a wrong split moves values by 1e-2.
+    np.testing.assert_allclose(embed_images(arch, chips), expected, atol=1e-4)
     frozen = [n for n, p in arch.module.named_parameters() if not p.requires_grad]
     assert "net.conv.weight" in frozen and "net.blocks.9.conv1.weight" in frozen
     assert "net.blocks.10.conv1.weight" not in frozen and "net.fc.weight" not in frozen

@@ -110,7 +110,7 @@ def test_training_lowers_the_loss_and_writes_a_usable_model(tiny_sets, tmp_path:
     np.testing.assert_array_equal(embedder.template(), TEMPLATE)
     vectors = embedder.embed(train_set.images[:6])
     assert vectors.shape == (6, 128)
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)  # float32 rounding
 
 
 def test_resume_gives_identical_weights(tiny_sets, tmp_path: Path) -> None:
@@ -145,7 +145,8 @@ def test_analyzer_accepts_a_model_path_and_export_matches(tiny_sets, tmp_path: P
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     chips = train_set.images[:5]
     got = session.run(None, {"pixels": nchw(chips).numpy()})[0]
-    np.testing.assert_allclose(got, embedder.embed(chips), atol=1e-5)
+    # ONNX Runtime vs the PyTorch module: float32 kernels per runtime and CPU; a wrong export is off by 1e-2.
+    np.testing.assert_allclose(got, embedder.embed(chips), atol=1e-4)
 
 
 def test_bad_model_files_are_rejected(tmp_path: Path) -> None:

@@ -53,25 +53,12 @@ def _register_all() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: FaceprintError becomes a one-line message and exit status 1, never a traceback."""
+    """Entry point. Typer runs in standalone mode, so usage errors print the usage and exit 2 through
+    Typer's own handling (no dependence on which click, if any, Typer is built on); FaceprintError becomes
+    a one-line message and exit status 1, never a traceback."""
     _register_all()
     try:
-        # Without standalone mode click returns a command's exit code instead of exiting.
-        code = app(args=argv, standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        app(args=argv, prog_name="faceprint")
     except FaceprintError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(1)
-    except typer.Abort:
-        typer.secho("aborted", err=True)
-        sys.exit(130)
-    except typer.Exit as err:
-        sys.exit(err.exit_code)
-    except Exception as err:  # click's usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
