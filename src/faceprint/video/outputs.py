@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from faceprint.errors import FaceprintError
+
+if TYPE_CHECKING:
+    from faceprint.video.sources import Frame
 
 
 class VideoOutputError(FaceprintError):
@@ -142,3 +145,62 @@ def crop_face(frame: np.ndarray, box: tuple[float, float, float, float], margin:
     xa, ya = max(0, int(x1 - mx)), max(0, int(y1 - my))
     xb, yb = min(w, int(x2 + mx)), min(h, int(y2 + my))
     return frame[ya:yb, xa:xb].copy()
+
+
+class OutputSink:
+    """Where one run's results go: the events file, the face crops folder, the annotated video file, the
+    window and the caller's ``on_frame``, each optional; opened in that order, closed by :meth:`close`."""
+
+    def __init__(
+        self,
+        title: str,
+        fps: float,
+        video_out: Path | None,
+        events_out: Path | None,
+        crops_dir: Path | None,
+        show: bool,
+        on_frame: Callable[[Frame, list[TrackLabel]], None] | None,
+    ) -> None:
+        self.on_frame = on_frame
+        self.crops_dir = crops_dir
+        if crops_dir is not None:
+            Path(crops_dir).mkdir(parents=True, exist_ok=True)
+        self.writer = VideoFileWriter(video_out, fps) if video_out is not None else None
+        self.events = EventLog(events_out) if events_out is not None else None
+        self.window = Window(title) if show and Window.available() else None
+
+    @property
+    def draws(self) -> bool:
+        """Whether frames are drawn at all (a video file or a window wants them)."""
+        return self.writer is not None or self.window is not None
+
+    @property
+    def closed_by_user(self) -> bool:
+        return self.window is not None and self.window.closed
+
+    def event(self, event: str, frame: Frame | None, **fields: Any) -> None:
+        """Log an event, stamped with the frame's index and time when there is a frame."""
+        if self.events is not None:
+            where = {"frame": frame.index, "time": round(frame.timestamp, 3)} if frame is not None else {}
+            self.events.write(event, **where, **fields)
+
+    def crop(self, name: str, crop: np.ndarray | None) -> str | None:
+        """Save a face crop when crops are asked for; its path, or None."""
+        if self.crops_dir is None or crop is None or not crop.size:
+            return None
+        return str(save_crop(self.crops_dir, name, crop))
+
+    def show(self, canvas: np.ndarray) -> None:
+        """An annotated frame to the video file and the window."""
+        if self.writer is not None:
+            self.writer.write(canvas)
+        if self.window is not None:
+            self.window.show(canvas)
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.window is not None:
+            self.window.close()
