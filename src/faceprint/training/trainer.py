@@ -98,6 +98,26 @@ class TrainResult:
     stopped_early: bool
 
 
+@dataclass
+class TrainState:
+    """Where a run stands after its last finished epoch; saved in the checkpoint (as JSON) for resuming."""
+
+    epoch: int = 0  # epochs finished
+    best: float = -1.0  # best validation metric so far
+    best_epoch: int = 0
+    bad: int = 0  # epochs since the last improvement (reset when a curriculum phase ends)
+    stopped: bool = False  # stopped early: a resumed run trains no further
+    history: list[EpochLog] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "history": [asdict(h) for h in self.history]})
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainState:
+        saved = json.loads(text)
+        return cls(**{**saved, "history": [EpochLog(**h) for h in saved["history"]]})
+
+
 def train(
     train_set: ChipSet,
     val_pairs: PairSet,
@@ -118,88 +138,99 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.seed)
-    arch = build_model(config.arch, config.arch_config, pretrained=config.pretrained)
-    net = arch.module.to(dev)
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimiser = _optimiser(config, params)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, config.epochs))
-        if config.cosine
-        else torch.optim.lr_scheduler.ConstantLR(optimiser, factor=1.0, total_iters=0)
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler = PKSampler(train_set.labels, config.p, config.k, seed=config.seed)
-    augment = Augment() if config.augment else None
-    images = torch.from_numpy(train_set.images)
-    labels = torch.from_numpy(train_set.labels)
-    cached = getattr(net, "freeze", 0) > 0 and config.cache_frozen
-    if cached:
-        log(f"computing the frozen layers' output for {len(images) + len(val_pairs.images)} chips")
-        features = _frozen_features(arch, train_set.images, dev, flips=config.augment)
-        val_features = _frozen_features(arch, val_pairs.images, dev, flips=False)[0]
-
-    def val_embeddings() -> np.ndarray:
-        if not cached:
-            return embed_images(arch, val_pairs.images)
-        net.eval()
-        with torch.no_grad():
-            out = torch.cat([net.trainable(f) for f in val_features.split(128)]).cpu().numpy()
-        net.train()
-        return out
-
-    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "stopped": False, "history": []}
+    session = _Session(train_set, val_pairs, config, device, log)
+    state = TrainState()
     ckpt = out_dir / "last.pt"
     if resume and ckpt.is_file():
-        state = _load_checkpoint(ckpt, config, net, optimiser, scheduler, generator)
-        log(f"resumed from {ckpt} after epoch {state['epoch']}")
-    history = [EpochLog(**h) for h in state["history"]]
+        state = session.load(ckpt)
+        log(f"resumed from {ckpt} after epoch {state.epoch}")
     meta_base = {
         "arch": config.arch,
         "arch_config": config.arch_config,
         "chip_size": chip_size,
         "template": np.asarray(template, np.float32).tolist(),
         "dim": 128,
-        "normalisation": asdict(arch.normalisation),
+        "normalisation": asdict(session.arch.normalisation),
         "training": asdict(config),
     }
     writer = _tensorboard(out_dir) if config.tensorboard else None
     last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
-    for epoch in range(state["epoch"], 0 if state["stopped"] else last_epoch):
+    for epoch in range(state.epoch, 0 if state.stopped else last_epoch):
+        entry = session.epoch(epoch)
+        log(
+            f"epoch {entry.epoch}/{config.epochs} [{entry.phase}] loss {entry.loss:.4f} "
+            f"active {entry.active:.2f} val {config.val_metric} {entry.val_metric:.4f} ({entry.seconds:.1f}s)"
+        )
+        val = {config.val_metric: entry.val_metric}
+        meta = {**meta_base, "threshold": entry.threshold, "epoch": entry.epoch, "val": val}
+        session.end_epoch(state, entry, out_dir, meta)
+        _write_logs(out_dir, state.history, writer)
+        if state.bad >= config.patience:
+            log(f"early stop: no improvement for {config.patience} epochs (best epoch {state.best_epoch})")
+            state.stopped = True
+            session.save(ckpt, state)
+            break
+    if writer is not None:
+        writer.close()
+    history = tuple(state.history)
+    return TrainResult(out_dir / "best.fpm", state.best, state.best_epoch, history, state.stopped)
+
+
+class _Session:
+    """The model, optimiser, schedule, random streams and data of one training call."""
+
+    def __init__(
+        self, train_set: ChipSet, val_pairs: PairSet, config: TrainConfig, device: str | None, log
+    ) -> None:
+        self.config, self.val_pairs = config, val_pairs
+        self.dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(config.seed)
+        self.arch = build_model(config.arch, config.arch_config, pretrained=config.pretrained)
+        self.net = self.arch.module.to(self.dev)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimiser = _optimiser(config, params)
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, T_max=max(1, config.epochs))
+            if config.cosine
+            else torch.optim.lr_scheduler.ConstantLR(self.optimiser, factor=1.0, total_iters=0)
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.sampler = PKSampler(train_set.labels, config.p, config.k, seed=config.seed)
+        self.augment = Augment() if config.augment else None
+        self.images = torch.from_numpy(train_set.images)
+        self.labels = torch.from_numpy(train_set.labels)
+        self.cached = getattr(self.net, "freeze", 0) > 0 and config.cache_frozen
+        if self.cached:
+            log(f"computing the frozen layers' output for {len(self.images) + len(val_pairs.images)} chips")
+            self.features = _frozen_features(self.arch, train_set.images, self.dev, flips=config.augment)
+            self.val_features = _frozen_features(self.arch, val_pairs.images, self.dev, flips=False)[0]
+
+    def epoch(self, epoch: int) -> EpochLog:
+        """One epoch (0-based) of PK batches, then validation."""
+        config, net = self.config, self.net
         phase = config.strategy(epoch)
         start = time.perf_counter()
         losses, active, counts = [], [], []
         net.train()
-        batches = sampler.batches(epoch)
+        batches = self.sampler.batches(epoch)
         if config.max_batches:
             batches = batches[: config.max_batches]
         for batch in batches:
-            if cached:
-                f = features[0][batch]
-                if len(features) == 2:
-                    flip = (torch.rand(len(batch), generator=generator) < 0.5).to(dev)
-                    f = torch.where(flip[:, None, None, None], features[1][batch], f)
-                emb = net.trainable(f)
-            else:
-                x = images[batch].to(dev).permute(0, 3, 1, 2).float()
-                if augment is not None:
-                    x = augment(x, generator)
-                emb = net(to_input(x, arch.normalisation))
-            y = labels[batch].to(dev)
-            triplets = mine(emb, y, phase, config.margin, generator)
+            emb = self._embed_batch(batch)
+            y = self.labels[batch].to(self.dev)
+            triplets = mine(emb, y, phase, config.margin, self.generator)
             loss = triplet_loss(emb, triplets, config.margin)
-            optimiser.zero_grad()
+            self.optimiser.zero_grad()
             loss.backward()
-            optimiser.step()
+            self.optimiser.step()
             losses.append(loss.item())
             counts.append(len(triplets))
             if len(triplets):
                 active.append(_active_fraction(emb.detach(), triplets, config.margin))
-        lr = optimiser.param_groups[0]["lr"]
-        scheduler.step()
-        metric, threshold = _validate(val_embeddings(), val_pairs, config.val_metric)
-        entry = EpochLog(
+        lr = self.optimiser.param_groups[0]["lr"]
+        self.scheduler.step()
+        metric, threshold = _validate(self._val_embeddings(), self.val_pairs, config.val_metric)
+        return EpochLog(
             epoch=epoch + 1,
             phase=phase,
             loss=float(np.mean(losses)) if losses else 0.0,
@@ -210,36 +241,51 @@ def train(
             lr=lr,
             seconds=time.perf_counter() - start,
         )
-        history.append(entry)
-        log(
-            f"epoch {entry.epoch}/{config.epochs} [{phase}] loss {entry.loss:.4f} active {entry.active:.2f} "
-            f"val {config.val_metric} {metric:.4f} ({entry.seconds:.1f}s)"
-        )
-        meta = {**meta_base, "threshold": threshold, "epoch": epoch + 1, "val": {config.val_metric: metric}}
-        save_model_file(out_dir / "last.fpm", net, meta)
-        if metric > state["best"]:
-            state.update(best=metric, best_epoch=epoch + 1, bad=0)
+
+    def _embed_batch(self, batch: np.ndarray) -> torch.Tensor:
+        if self.cached:
+            f = self.features[0][batch]
+            if len(self.features) == 2:
+                flip = (torch.rand(len(batch), generator=self.generator) < 0.5).to(self.dev)
+                f = torch.where(flip[:, None, None, None], self.features[1][batch], f)
+            return self.net.trainable(f)
+        x = self.images[batch].to(self.dev).permute(0, 3, 1, 2).float()
+        if self.augment is not None:
+            x = self.augment(x, self.generator)
+        return self.net(to_input(x, self.arch.normalisation))
+
+    def _val_embeddings(self) -> np.ndarray:
+        if not self.cached:
+            return embed_images(self.arch, self.val_pairs.images)
+        self.net.eval()
+        with torch.no_grad():
+            out = torch.cat([self.net.trainable(f) for f in self.val_features.split(128)]).cpu().numpy()
+        self.net.train()
+        return out
+
+    def end_epoch(self, state: TrainState, entry: EpochLog, out_dir: Path, meta: dict[str, Any]) -> None:
+        """Save the epoch's model (and as the best one when it improved), keep a finished curriculum
+        phase's best model, advance the state and write the checkpoint."""
+        config = self.config
+        state.history.append(entry)
+        save_model_file(out_dir / "last.fpm", self.net, meta)
+        if entry.val_metric > state.best:
+            state.best, state.best_epoch, state.bad = entry.val_metric, entry.epoch, 0
             shutil.copyfile(out_dir / "last.fpm", out_dir / "best.fpm")
         else:
-            state["bad"] += 1
-        if epoch + 1 < config.epochs and config.strategy(epoch + 1) != phase:
+            state.bad += 1
+        if entry.epoch < config.epochs and config.strategy(entry.epoch) != entry.phase:
             # A phase ends: keep its best model, and give the next phase its full patience.
-            shutil.copyfile(out_dir / "best.fpm", out_dir / f"best-{phase}.fpm")
-            state["bad"] = 0
-        state["epoch"] = epoch + 1
-        state["history"] = [asdict(h) for h in history]
-        _save_checkpoint(ckpt, config, state, net, optimiser, scheduler, generator)
-        _write_logs(out_dir, history, writer)
-        if state["bad"] >= config.patience:
-            log(f"early stop: no improvement for {config.patience} epochs (best epoch {state['best_epoch']})")
-            state["stopped"] = True
-            _save_checkpoint(ckpt, config, state, net, optimiser, scheduler, generator)
-            break
-    if writer is not None:
-        writer.close()
-    return TrainResult(
-        out_dir / "best.fpm", state["best"], state["best_epoch"], tuple(history), state["stopped"]
-    )
+            shutil.copyfile(out_dir / "best.fpm", out_dir / f"best-{entry.phase}.fpm")
+            state.bad = 0
+        state.epoch = entry.epoch
+        self.save(out_dir / "last.pt", state)
+
+    def save(self, path: Path, state: TrainState) -> None:
+        _save_checkpoint(path, self.config, state, self.net, self.optimiser, self.scheduler, self.generator)
+
+    def load(self, path: Path) -> TrainState:
+        return _load_checkpoint(path, self.config, self.net, self.optimiser, self.scheduler, self.generator)
 
 
 def _optimiser(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -299,10 +345,10 @@ def _frozen_features(
     return out
 
 
-def _save_checkpoint(path: Path, config, state, net, optimiser, scheduler, generator) -> None:
+def _save_checkpoint(path: Path, config, state: TrainState, net, optimiser, scheduler, generator) -> None:
     blob = {
         "config": json.dumps(asdict(config), sort_keys=True),
-        "state": json.dumps(state),
+        "state": state.to_json(),
         "model": net.state_dict(),
         "optimizer": optimiser.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -315,7 +361,7 @@ def _save_checkpoint(path: Path, config, state, net, optimiser, scheduler, gener
     tmp.replace(path)  # atomic: an interrupted save keeps the previous checkpoint
 
 
-def _load_checkpoint(path: Path, config, net, optimiser, scheduler, generator) -> dict:
+def _load_checkpoint(path: Path, config, net, optimiser, scheduler, generator) -> TrainState:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     saved = json.loads(blob["config"])
     if saved != json.loads(json.dumps(asdict(config), sort_keys=True)):
@@ -331,7 +377,7 @@ def _load_checkpoint(path: Path, config, net, optimiser, scheduler, generator) -
     generator.set_state(blob["generator"])
     if torch.cuda.is_available() and blob["cuda_rng"]:
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
-    return json.loads(blob["state"])
+    return TrainState.from_json(blob["state"])
 
 
 def _tensorboard(out_dir: Path):
