@@ -106,3 +106,29 @@ def test_batch_equals_single(astronaut: np.ndarray, astronaut_landmarks: np.ndar
     assert chips.shape == (2, SIZE, SIZE, 3)
     np.testing.assert_array_equal(chips[1], align_face(astronaut, shifted, TEMPLATE, SIZE))
     assert align_faces(astronaut, [], TEMPLATE, SIZE).shape == (0, SIZE, SIZE, 3)
+
+
+def test_margin_crop_maps_the_grown_box_onto_the_chip() -> None:
+    from faceprint.alignment import MarginCrop, cut_chips
+
+    # A white box on black: with margin 0.25 the box fills the middle 2/3 of the chip on each axis.
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[50:150, 100:160] = 255
+    chip = cut_chips(image, [((100.0, 50.0, 160.0, 150.0), np.zeros((5, 2)))], [MarginCrop(90, 0.25)])[0]
+    rows = np.flatnonzero(chip[:, 45, 0] > 127)
+    cols = np.flatnonzero(chip[45, :, 0] > 127)
+    assert abs(rows[0] - 15) <= 1 and abs(rows[-1] - 74) <= 1  # 90 * 0.25 / 1.5 = 15 px margin
+    assert abs(cols[0] - 15) <= 1 and abs(cols[-1] - 74) <= 1  # width stretched to the square too
+
+
+def test_several_specs_sit_side_by_side(astronaut: np.ndarray, astronaut_landmarks: np.ndarray) -> None:
+    from faceprint.alignment import MarginCrop, TemplateAlign, cut_chips, split_chips
+
+    box = (150.0, 50.0, 260.0, 180.0)
+    specs = [TemplateAlign(SIZE, TEMPLATE), MarginCrop(160, 0.15)]
+    both = cut_chips(astronaut, [(box, astronaut_landmarks)], specs)
+    assert both.shape == (1, 160, SIZE + 160, 3)
+    first, second = split_chips(both, specs)
+    np.testing.assert_array_equal(first[0], align_face(astronaut, astronaut_landmarks, TEMPLATE, SIZE))
+    np.testing.assert_array_equal(second, cut_chips(astronaut, [(box, astronaut_landmarks)], specs[1:]))
+    assert not both[0, SIZE:, :SIZE].any()  # the shorter chip is padded black below

