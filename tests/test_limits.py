@@ -74,7 +74,8 @@ def test_memory_limit_refuses_from_the_header_alone() -> None:
     # 13000 x 13000 RGBA (under Pillow's own bomb limit and a raised pixel limit): decoding would need
     # 7 bytes per pixel, 1.1 GiB.
     header = _png_header_only(13_000, 13_000, colour_type=6)
-    with pytest.raises(ImageError, match=r"<bytes>: image too large to decode \(13000x13000 RGBA needs 1,128"):
+    message = r"<bytes>: image too large to decode \(13000x13000 RGBA needs 1,128"
+    with pytest.raises(ImageError, match=message):
         load_image(header, max_pixels=10**9)
     with pytest.raises(ImageError, match="too large to decode"):
         load_image(_png_header_only(400, 300, colour_type=2), max_bytes=400 * 300 * 7 - 1)
@@ -99,7 +100,7 @@ def test_conversion_in_strips_equals_pillows_whole_image(mode: str, monkeypatch,
         img = base.convert("P")
         img.info["transparency"] = 3
     elif mode == "I;16":
-        img = Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257))
+        img = Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)
     else:
         img = base.convert(mode)
     buf = io.BytesIO()

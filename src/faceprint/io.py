@@ -152,7 +152,7 @@ def _orientation(img: Image.Image) -> int:
     try:
         value = img.getexif().get(0x0112, 1)
         return int(value) if isinstance(value, int) else 1
-    except Exception:  # noqa: BLE001 - unreadable EXIF must not make the pixels unreadable
+    except Exception:
         return 1
 
 

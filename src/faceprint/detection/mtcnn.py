@@ -25,6 +25,7 @@ from functools import partial
 import cv2
 import numpy as np
 
+from faceprint.detection import MAX_WORKING_PIXELS, scale_detection, working_copy
 from faceprint.detection.mtcnn_boxes import (
     PNET_CELL,
     area_resize_from_table,
@@ -34,7 +35,6 @@ from faceprint.detection.mtcnn_boxes import (
     regress,
     square,
 )
-from faceprint.detection import MAX_WORKING_PIXELS, scale_detection, working_copy
 from faceprint.detection.taskpool import TaskPool
 from faceprint.errors import ImageError, ModelError
 from faceprint.types import Detection
