@@ -101,7 +101,7 @@ def faceprint_scores(
 
         known_d, known_ok = score(known)
         unknown_d, _ = score(unknown)
-        threshold = g.calibration(key.name, version=key.version).threshold
+        threshold = g.calibration(key).threshold
     return Scores(known_d, known_ok, unknown_d), threshold
 
 

@@ -30,8 +30,9 @@ from faceprint.evaluation.pairs import read_lfw_pairs
 from faceprint.evaluation.protocols import pair_metrics
 from faceprint.evaluation.report import text_table
 from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
-from faceprint.gallery.thresholds import builtin_calibration
 from faceprint.io import load_image
+from faceprint.thresholds import builtin_calibration
+from faceprint.types import EmbedderKey
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FACEPRINT_DATA", REPO.parent / "shared" / "data"))
@@ -115,7 +116,7 @@ def main() -> None:
         m = pair_metrics(pairs, by_image)
         point = {p.target_far: p for p in m.tar_at_far}.get(1e-3)
         # What the threshold the recognizer would use for this version does on these pairs.
-        cal = builtin_calibration(embedder.name, embedder.version)
+        cal = builtin_calibration(EmbedderKey.of(embedder))
         c = confusion_at(pairs.distances(by_image), pairs.same, cal.threshold)
         far_tar = f"{c.false_accepts / (c.false_accepts + c.true_rejects):.4f} / "
         far_tar += f"{c.true_accepts / (c.true_accepts + c.false_rejects):.4f}"

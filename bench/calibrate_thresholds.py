@@ -1,4 +1,4 @@
-"""Reproduce the built-in threshold and confidence calibration of an embedder (faceprint.gallery.thresholds).
+"""Reproduce the built-in threshold and confidence calibration of an embedder (faceprint.thresholds).
 
 Embeds LFW deep-funneled with the default pipeline (through the evaluation cache), forms every pair of
 images with a detected face (same person, at most 300 per person; different people, a 2M sample), and
@@ -6,8 +6,8 @@ prints:
 - the threshold at FAR = 1%, 0.1% (the default target) and 0.01% with the TAR it keeps, the EER and the
   best-accuracy threshold (shared ROC arithmetic in faceprint.evaluation.metrics);
 - the class-balanced logistic P(same | distance) the confidence uses;
-- the ``Calibration(...)`` literal to paste into ``BUILTIN`` (keyed "NAME@VERSION" when ``--emb`` options
-  make another embedder version, e.g. test-time views; the plain name is every version's fallback).
+- the ``Calibration(...)`` entry to paste into ``BUILTIN``, keyed by the embedder's name and version
+  (``--emb`` options such as test-time views make other versions; with ``--npz`` give ``--version``).
 
     python bench/calibrate_thresholds.py [--every N] [--embedder dlib-resnet] [--emb flip=true --emb jitter=8]
     python bench/calibrate_thresholds.py --npz lfw_embeddings.npz   # precomputed: paths, embeddings, found
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--max-diff", type=int, default=2_000_000, help="different-person pairs sampled")
     parser.add_argument("--max-same", type=int, default=300, help="same-person pairs per person, at most")
     parser.add_argument("--npz", type=Path, help="precomputed LFW embeddings (keys paths, embeddings, found)")
+    parser.add_argument("--version", default="", help="with --npz: the embedder version that made them")
     args = parser.parse_args()
     options = {}
     for item in args.emb:
@@ -74,13 +75,13 @@ def main() -> None:
         options[key] = json.loads(value)
     if options and args.npz is not None:
         parser.error("--emb needs the embeddings computed here, not --npz")
-    name = args.embedder
+    name, version = args.embedder, args.version
 
     from faceprint.evaluation.cache import EmbeddingCache
+    from faceprint.evaluation.calibration import fit_calibration
     from faceprint.evaluation.metrics import best_threshold, eer, threshold_at_far
     from faceprint.evaluation.pairs import labelled_images
     from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
-    from faceprint.gallery.thresholds import calibrate
 
     if args.npz is not None:
         with np.load(args.npz, allow_pickle=False) as z:
@@ -100,8 +101,7 @@ def main() -> None:
         run = runner.embed_paths(paths)
         vectors, labels = run.vectors[run.found], all_labels[run.found]
         origin = "default pipeline" + "".join(f", {k}={v}" for k, v in sorted(options.items()))
-        if options:
-            name = f"{args.embedder}@{runner.analyzer.embedder.version}"
+        version = runner.analyzer.embedder.version
     d, same = pairs(vectors, labels, args.max_diff, args.max_same)
     source = (
         f"LFW deep-funneled ({origin}), every {args.every} person(s): {len(vectors)} images with a face; "
@@ -118,13 +118,13 @@ def main() -> None:
     print(
         f"{'best accuracy (pairs)':<22} | {b.threshold:9.4f} | accuracy {b.accuracy:.4%} (unbalanced pairs)"
     )
-    cal = calibrate(d, same, embedder=name, target_far=args.far, source=source)
+    cal = fit_calibration(d, same, embedder=name, version=version, target_far=args.far, source=source)
     conf = cal.confidence(np.array([cal.threshold, cal.midpoint]))
     print(
         f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (d - {cal.midpoint:.4f}))); "
         f"at the threshold {conf[0]:.3f}"
     )
-    print(f"\n    {name!r}: {cal!r},")
+    print(f"\n    EmbedderKey({name!r}, {version!r}): {cal!r},")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Recognizer: who is in this picture — a gallery name for every face, or "unknown".
 
 ``Recognizer`` composes a ``FaceAnalyzer`` (detect -> align -> embed) with a ``Gallery`` (exact search)
-and the calibrated threshold/confidence of the analyzer's embedder (``faceprint.gallery.thresholds``).
+and the calibrated threshold/confidence of the analyzer's embedder (``faceprint.thresholds``). Every
+same/different decision goes through :func:`decide`: a gallery's ``verify``/``identify`` and the
+gallery-free ``compare`` (:func:`verify`) alike.
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceprint.gallery import Calibration, Candidate, Gallery
-from faceprint.gallery.enrollment import embedder_key
+from faceprint.gallery import Candidate, Gallery
 from faceprint.io import ImageInput
-from faceprint.types import Face
+from faceprint.thresholds import Calibration, embedder_calibration
+from faceprint.types import UNKNOWN, EmbedderKey, Face
 
-__all__ = ["Candidate", "Match", "Recognizer", "Verification"]
-
-UNKNOWN = "unknown"
+__all__ = ["Candidate", "Match", "Recognizer", "Verification", "decide", "verify"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,27 @@ class Verification:
     threshold: float
 
 
+def decide(distance: float, calibration: Calibration, threshold: float | None = None) -> Verification:
+    """Same person or not at ``threshold`` (None: the calibration's), with the calibrated confidence."""
+    limit = calibration.threshold if threshold is None else float(threshold)
+    return Verification(distance, distance <= limit, float(calibration.confidence(distance)), limit)
+
+
+def verify(
+    analyzer,
+    image_a: ImageInput,
+    image_b: ImageInput,
+    *,
+    calibration: Calibration | None = None,
+    threshold: float | None = None,
+) -> Verification:
+    """Are the single faces of two images the same person? Without a ``calibration``, the built-in one
+    of the analyzer's embedder (no gallery needed: what `faceprint compare` does)."""
+    a, b = (analyzer.analyze_one(img) for img in (image_a, image_b))
+    distance = float(np.linalg.norm(a.embedding - b.embedding))
+    return decide(distance, calibration or embedder_calibration(analyzer.embedder), threshold)
+
+
 class Recognizer:
     """Identify faces against a gallery. ``threshold`` overrides the gallery's and the calibrated one."""
 
@@ -62,9 +83,7 @@ class Recognizer:
     @property
     def calibration(self) -> Calibration:
         embedder = self.analyzer.embedder
-        return self.gallery.calibration(
-            embedder.name, getattr(embedder, "threshold", None), version=embedder.version
-        )
+        return self.gallery.calibration(EmbedderKey.of(embedder), getattr(embedder, "threshold", None))
 
     def threshold(self, override: float | None = None) -> float:
         """The distance threshold in force: call > recognizer > gallery > calibration > embedder."""
@@ -89,7 +108,7 @@ class Recognizer:
         limit = self.threshold(threshold)
         calibration = self.calibration
         found = self.gallery.search(
-            np.stack([f.embedding for f in faces]), embedder_key(self.analyzer), top_k
+            np.stack([f.embedding for f in faces]), EmbedderKey.of(self.analyzer.embedder), top_k
         )
         matches = []
         for face, candidates in zip(faces, found, strict=True):
@@ -97,18 +116,19 @@ class Recognizer:
                 matches.append(Match(face, UNKNOWN, None, math.inf, 0.0, ()))
                 continue
             best = candidates[0]
-            confidence = float(calibration.confidence(best.distance))
-            if best.distance <= limit:
-                matches.append(Match(face, best.name, best.person_id, best.distance, confidence, candidates))
+            verdict = decide(best.distance, calibration, limit)
+            if verdict.same:
+                matches.append(
+                    Match(face, best.name, best.person_id, best.distance, verdict.confidence, candidates)
+                )
             else:
-                matches.append(Match(face, UNKNOWN, None, best.distance, confidence, candidates))
+                matches.append(Match(face, UNKNOWN, None, best.distance, verdict.confidence, candidates))
         return matches
 
     def verify(
         self, image_a: ImageInput, image_b: ImageInput, *, threshold: float | None = None
     ) -> Verification:
-        """Are the single faces of two images the same person?"""
-        a, b = (self.analyzer.analyze_one(img) for img in (image_a, image_b))
-        distance = float(np.linalg.norm(a.embedding - b.embedding))
-        limit = self.threshold(threshold)
-        return Verification(distance, distance <= limit, float(self.calibration.confidence(distance)), limit)
+        """Are the single faces of two images the same person? (This gallery's threshold in force.)"""
+        return verify(
+            self.analyzer, image_a, image_b, calibration=self.calibration, threshold=self.threshold(threshold)
+        )

@@ -8,8 +8,29 @@ right mouth corner — "left" meaning the image's left (the subject's right eye)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+# The name of every face that matches nobody: never a person's name.
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class EmbedderKey:
+    """Which embedder produced a vector (name and version); vectors of different keys are never
+    compared, and thresholds and calibrations are looked up by it."""
+
+    name: str
+    version: str
+
+    @classmethod
+    def of(cls, embedder: Any) -> EmbedderKey:
+        """The key of an embedder instance (anything with ``name`` and ``version``)."""
+        return cls(embedder.name, embedder.version)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from faceprint.embedding.dlib_resnet import DlibResNetEmbedder
 from faceprint.embedding.views import jitter_params
 from faceprint.errors import GalleryError, ModelError
 from faceprint.gallery import Gallery
-from faceprint.gallery.enrollment import embedder_key
-from faceprint.gallery.thresholds import BUILTIN
 from faceprint.recognizer import Recognizer
+from faceprint.thresholds import BUILTIN
+from faceprint.types import EmbedderKey
 
 PEOPLE = 6  # two photos each
 
@@ -94,7 +94,7 @@ def test_version_names_the_views(tmp_path: Path) -> None:
         vector = np.ones(128, np.float32) / np.sqrt(128)
         gallery.add_template("ada", vector, embedder="dlib-resnet", embedder_version="2")
         with pytest.raises(GalleryError, match="cannot be compared"):
-            gallery.search(vector, embedder_key(analyzer))
+            gallery.search(vector, EmbedderKey.of(analyzer.embedder))
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,8 @@ def test_batch_boundaries_do_not_change_the_result(chips) -> None:
 
 
 def test_builtin_calibration_is_looked_up_by_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    default, single = BUILTIN["dlib-resnet"], BUILTIN["dlib-resnet@2"]
+    default = BUILTIN[EmbedderKey("dlib-resnet", "2+flip")]
+    single = BUILTIN[EmbedderKey("dlib-resnet", "2")]
     assert single.threshold != default.threshold
     # `compare` (the embedder's own threshold) and the gallery (built-in calibration) agree per setting.
     assert DlibResNetEmbedder().threshold == default.threshold
@@ -143,5 +144,7 @@ def test_builtin_calibration_is_looked_up_by_version(tmp_path: Path, monkeypatch
         assert jitter.calibration == single
         assert Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4})).calibration == default
         # ... and an entry of their own version wins.
-        monkeypatch.setitem(BUILTIN, "dlib-resnet@2+flip+jitter4", replace(default, threshold=0.3))
+        monkeypatch.setitem(
+            BUILTIN, EmbedderKey("dlib-resnet", "2+flip+jitter4"), replace(default, threshold=0.3)
+        )
         assert Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4})).threshold() == 0.3

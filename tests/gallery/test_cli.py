@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,6 +75,43 @@ def test_no_flip_queries_a_one_view_gallery(
     assert code == 1 and "cannot be compared" in err
     code, out, _ = run(["identify", photo, *gallery], capsys)  # each invocation starts from the default
     assert code == 0 and "obama" in out.lower()
+
+
+def test_compare_decides_as_verify(
+    enrolled: Path, tmp_path: Path, knn_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`compare` (no gallery) and `verify` (a gallery without settings of its own) give the same distance,
+    threshold and verdict, per embedder version; a gallery's own threshold moves `verify` only."""
+    shutil.copy(enrolled, tmp_path / "g.sqlite3")
+    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    a, b = str(knn_dir / "train" / "obama" / "obama.jpg"), str(knn_dir / "train" / "obama" / "obama2.jpg")
+    pattern = re.compile(r"distance (\d\.\d{4}) \(threshold (\d\.\d{4})\)")
+    for flag, threshold in (([], "0.3771"), (["--no-flip"], "0.3848")):
+        code, compared, _ = run([*flag, "compare", a, b], capsys)
+        assert code == 0 and "same person" in compared
+        code, verified, _ = run([*flag, "verify", a, b, *gallery], capsys)
+        assert code == 0 and verified.startswith("same person")
+        assert pattern.search(compared).groups() == pattern.search(verified).groups()
+        assert pattern.search(compared).group(2) == threshold
+    assert run(["threshold", "0.2", *gallery], capsys)[0] == 0
+    code, verified, _ = run(["verify", a, b, *gallery], capsys)
+    assert code == 0 and "different people" in verified and "threshold 0.2000" in verified
+
+
+def test_calibrate_honours_no_flip(knn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--no-flip calibrate --save` fits one-view embeddings and stores the result for that version only."""
+    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    args = ["calibrate", "--folder", str(knn_dir / "train"), "--n-pairs", "8", "--far", "0.25", "--save"]
+    code, out, _ = run(["--no-flip", *args, *gallery], capsys)
+    assert code == 0 and "embedder dlib-resnet 2\n" in out
+    fitted = re.search(r"threshold (\d\.\d{4}):", out).group(1)
+    code, single, _ = run(["--no-flip", "threshold", *gallery], capsys)
+    assert code == 0 and f"threshold {fitted}" in single and "generated pairs" in single
+    code, flip, _ = run(["threshold", *gallery], capsys)  # the default (flip) keeps its built-in calibration
+    assert code == 0 and "threshold 0.3771" in flip
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        assert g.store.get_setting("calibration:dlib-resnet@2") is not None
+        assert g.store.get_setting("calibration:dlib-resnet@2+flip") is None
 
 
 def test_enroll_refusal_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -19,8 +19,9 @@ def lfw(lfw_dir: Path, name: str, number: int = 1) -> Path:
 
 def test_identify_names_both_people_of_a_group_photo(enrolled: Path, knn_dir: Path, analyzer) -> None:
     with Gallery.open(enrolled) as g:
-        matches = Recognizer(g, analyzer).identify(knn_dir / "test" / "obama_and_biden.jpg", top_k=2)
-        threshold = g.calibration("dlib-resnet").threshold
+        recognizer = Recognizer(g, analyzer)
+        matches = recognizer.identify(knn_dir / "test" / "obama_and_biden.jpg", top_k=2)
+        threshold = recognizer.calibration.threshold
     # Left to right: Biden, Obama, and a child in the corner who is nobody we know.
     by_x = sorted(matches, key=lambda m: m.face.box[0])
     assert [m.name for m in by_x] == ["biden", "obama", "unknown"]

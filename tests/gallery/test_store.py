@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -218,17 +219,45 @@ def test_foreign_and_newer_databases_are_refused(tmp_path: Path) -> None:
         Gallery.open(newer)
 
 
+DEFAULT = EmbedderKey("dlib-resnet", "2+flip")  # the default embedder's version: flip on
+
+
 def test_thresholds_per_gallery_override_the_builtin(gallery: Gallery) -> None:
-    builtin = gallery.calibration("dlib-resnet")
+    builtin = gallery.calibration(DEFAULT)
     assert 0 < builtin.threshold < 2
     assert builtin.confidence(builtin.threshold - 0.2) > 0.5 > builtin.confidence(builtin.threshold + 0.4)
-    gallery.set_threshold("dlib-resnet", 0.3)
-    assert gallery.calibration("dlib-resnet").threshold == 0.3
-    gallery.set_threshold("dlib-resnet", None)
-    assert gallery.calibration("dlib-resnet").threshold == builtin.threshold
+    gallery.set_threshold(DEFAULT, 0.3)
+    assert gallery.calibration(DEFAULT).threshold == 0.3
+    gallery.set_threshold(DEFAULT, None)
+    assert gallery.calibration(DEFAULT).threshold == builtin.threshold
     with pytest.raises(GalleryError, match="no calibrated threshold"):
-        gallery.calibration("mystery-net")
-    assert gallery.calibration("mystery-net", 0.8).threshold == 0.8
+        gallery.calibration(EmbedderKey("mystery-net", "1"))
+    assert gallery.calibration(EmbedderKey("mystery-net", "1"), 0.8).threshold == 0.8
+
+
+def test_settings_are_per_embedder_version_and_read_old_name_only_keys(gallery: Gallery) -> None:
+    one_view = EmbedderKey("dlib-resnet", "2")
+    builtin_flip, builtin_one = gallery.calibration(DEFAULT), gallery.calibration(one_view)
+    assert builtin_flip.threshold != builtin_one.threshold  # the table is keyed by version
+    gallery.set_threshold(one_view, 0.31)
+    assert gallery.calibration(one_view).threshold == 0.31
+    assert gallery.calibration(DEFAULT).threshold == builtin_flip.threshold
+    # A stored calibration applies to the version it was fitted on only.
+    fitted = replace(builtin_one, threshold=0.29, version="2", source="own pairs")
+    gallery.save_calibration(fitted)
+    assert gallery.calibration(DEFAULT) == builtin_flip
+    assert gallery.calibration(one_view).source == "own pairs"
+    # Galleries written before versions keyed their settings by name alone: those still apply to every
+    # version without a setting of its own.
+    gallery.store.set_setting("threshold:dlib-resnet", "0.33")
+    gallery.store.set_setting("calibration:dlib-resnet", replace(builtin_flip, source="old").to_json())
+    assert gallery.calibration(DEFAULT).threshold == 0.33
+    assert gallery.calibration(DEFAULT).source == "old"
+    assert gallery.calibration(one_view).threshold == 0.31  # its own setting wins
+    gallery.set_threshold(DEFAULT, None)  # a reset drops the old name-only setting too
+    assert gallery.calibration(DEFAULT).threshold == builtin_flip.threshold
+    with pytest.raises(GalleryError, match="version"):
+        gallery.save_calibration(replace(fitted, version=""))
 
 
 def test_default_path_follows_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,26 +265,6 @@ def test_default_path_follows_environment(tmp_path: Path, monkeypatch: pytest.Mo
     with Gallery.open() as g:
         g.add_person("Jo")
     assert (tmp_path / "env.sqlite3").is_file()
-
-
-def test_calibration_threshold_at_far_and_confidence() -> None:
-    from faceprint.gallery.thresholds import calibrate
-
-    rng = np.random.default_rng(11)
-    same = rng.normal(0.30, 0.05, 5000)
-    diff = rng.normal(0.60, 0.07, 20000)
-    cal = calibrate(
-        np.r_[same, diff], np.r_[np.ones(5000, bool), np.zeros(20000, bool)], embedder="x", target_far=0.01
-    )
-    assert np.mean(diff <= cal.threshold) <= 0.01 < np.mean(diff <= cal.threshold + 0.01)
-    assert cal.tar == pytest.approx(np.mean(same <= cal.threshold))
-    # Balanced classes with equal spread would put P = 0.5 midway; here the wider different-person
-    # distribution pulls it a little toward the same-person side of 0.45.
-    assert 0.40 < cal.midpoint < 0.47
-    assert cal.confidence(cal.midpoint) == pytest.approx(0.5)
-    grid = cal.confidence(np.linspace(0, 2, 50))
-    assert np.all(np.diff(grid) < 0) and grid[0] > 0.99 and grid[-1] < 0.01
-    assert cal.confidence(float("inf")) == 0.0
 
 
 def test_corrections_round_trip_filter_and_follow_merges(gallery: Gallery) -> None:

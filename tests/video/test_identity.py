@@ -6,7 +6,8 @@ import numpy as np
 from conftest import ENROLLED, STRANGERS, clip_photos
 
 from faceprint.recognizer import Recognizer
-from faceprint.video.identity import UNKNOWN, TrackEvidence
+from faceprint.types import UNKNOWN
+from faceprint.video.identity import TrackEvidence
 
 
 def _face(analyzer, path):

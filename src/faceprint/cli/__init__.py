@@ -4,7 +4,7 @@ through a ``register(app)`` function in its own module here."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,12 +19,9 @@ app = typer.Typer(
 )
 
 
-# Options given before the command (`faceprint --no-flip identify ...`), for every command's analyzer.
-_EMBEDDER_OPTIONS: dict[str, Any] = {}
-
-
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     flip: Annotated[
         bool,
         typer.Option(
@@ -34,15 +31,10 @@ def _global_options(
         ),
     ] = True,
 ) -> None:
-    _EMBEDDER_OPTIONS["flip"] = flip
+    from faceprint.cli.common import GlobalOptions
 
-
-def analyzer(**detector_options: Any) -> Any:
-    """The FaceAnalyzer every command uses: default models, the global embedder options, and the
-    command's own detector options."""
-    from faceprint.analyzer import FaceAnalyzer
-
-    return FaceAnalyzer(detector_options=detector_options, embedder_options=dict(_EMBEDDER_OPTIONS))
+    # Only a non-default choice is passed on, so the default pipeline's options (and cache keys) stay {}.
+    ctx.obj = GlobalOptions(embedder_options={} if flip else {"flip": False})
 
 
 def _register_all() -> None:

@@ -9,10 +9,9 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from faceprint.cli import analyzer as cli_analyzer
+from faceprint.cli.common import Images, report_error
+from faceprint.cli.common import analyzer as cli_analyzer
 from faceprint.errors import FaceprintError
-
-Images = Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)]
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 def detect(
+    ctx: typer.Context,
     images: Images,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
     draw: Annotated[Path | None, typer.Option(help="Write annotated copies into this folder.")] = None,
@@ -31,7 +31,7 @@ def detect(
     from faceprint.draw import draw_faces
     from faceprint.io import load_image
 
-    analyzer = cli_analyzer(min_face_size=min_face_size)
+    analyzer = cli_analyzer(ctx, min_face_size=min_face_size)
     failed = 0
     for path in images:
         try:
@@ -39,7 +39,7 @@ def detect(
             detections = analyzer.detector.detect(image)
         except FaceprintError as err:
             failed += 1
-            _report_error(err, as_json, path)
+            report_error(err, as_json, path)
             continue
         if as_json:
             typer.echo(json.dumps({"image": str(path), "faces": [_det_json(d) for d in detections]}))
@@ -56,11 +56,12 @@ def detect(
 
 
 def embed(
+    ctx: typer.Context,
     images: Images,
     out: Annotated[Path, typer.Option("--out", help="Output .npy file (N x 128 float32).")],
 ) -> None:
     """Embed the face of each portrait; writes an (N, D) array in the order given."""
-    analyzer = cli_analyzer()
+    analyzer = cli_analyzer(ctx)
     vectors = []
     for path in images:
         vectors.append(analyzer.analyze_one(path).embedding)
@@ -70,19 +71,20 @@ def embed(
 
 
 def compare(
+    ctx: typer.Context,
     image_a: Annotated[Path, typer.Argument(help="First image (one face).")],
     image_b: Annotated[Path, typer.Argument(help="Second image (one face).")],
     threshold: Annotated[
         float | None, typer.Option(help="Distance threshold; default: the embedder's calibrated one.")
     ] = None,
 ) -> None:
-    """Distance between the faces of two images and same/different at the threshold."""
-    analyzer = cli_analyzer()
-    a, b = (analyzer.analyze_one(p).embedding for p in (image_a, image_b))
-    distance = float(np.linalg.norm(a - b))
-    limit = analyzer.embedder.threshold if threshold is None else threshold
-    verdict = "same person" if distance <= limit else "different people"
-    typer.echo(f"distance {distance:.4f} (threshold {limit:.4f}): {verdict}")
+    """Distance between the faces of two images and same/different at the threshold (no gallery: the
+    embedder's built-in calibration; `verify` uses a gallery's)."""
+    from faceprint.recognizer import verify
+
+    result = verify(cli_analyzer(ctx), image_a, image_b, threshold=threshold)
+    verdict = "same person" if result.same else "different people"
+    typer.echo(f"distance {result.distance:.4f} (threshold {result.threshold:.4f}): {verdict}")
 
 
 def _det_json(d) -> dict:
@@ -91,10 +93,3 @@ def _det_json(d) -> dict:
         "score": round(d.score, 5),
         "landmarks": np.round(d.landmarks, 2).tolist(),
     }
-
-
-def _report_error(err: FaceprintError, as_json: bool, path: Path) -> None:
-    if as_json:
-        typer.echo(json.dumps({"image": str(path), "error": str(err)}))
-    else:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)

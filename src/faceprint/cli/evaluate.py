@@ -52,12 +52,6 @@ Threshold = Annotated[
 ]
 Slices = Annotated[bool, typer.Option("--slices", help="Add robustness slices (occlusion, yaw, ...).")]
 SlicePairs = Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")]
-Root = Annotated[Path, typer.Argument(help="Labelled folder: ROOT/NAME/*.jpg, one sub-folder per person.")]
-Threshold = Annotated[
-    float | None, typer.Option(help="Distance threshold for the confusion matrix (default: the best).")
-]
-Slices = Annotated[bool, typer.Option("--slices", help="Add robustness slices (occlusion, yaw, ...).")]
-SlicePairs = Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")]
 
 
 def _configs(specs: list[str] | None):

@@ -9,26 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faceprint.cli import analyzer as cli_analyzer
-from faceprint.cli.core import _report_error as report_error
+from faceprint.cli.common import GalleryOpt, Images, ThresholdOpt, global_options, report_error
+from faceprint.cli.common import analyzer as cli_analyzer
+from faceprint.cli.common import open_gallery as _open
 from faceprint.errors import FaceprintError
 
 if TYPE_CHECKING:
     from faceprint.gallery import Gallery
     from faceprint.gallery.enrollment import EnrollResult
     from faceprint.recognizer import Match
-
-GalleryOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--gallery",
-        help="Gallery file (default: $FACEPRINT_GALLERY, else gallery.sqlite3 in the user data folder).",
-    ),
-]
-ThresholdOpt = Annotated[
-    float | None,
-    typer.Option(help="Distance threshold; default: the gallery's, else the embedder's calibrated one."),
-]
 
 people_app = typer.Typer(
     help="List, show, rename, merge, delete, export and import people.", no_args_is_help=True
@@ -45,12 +34,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(people_app, name="people")
 
 
-def _open(path: Path | None) -> Gallery:
-    from faceprint.gallery import Gallery
-
-    return Gallery.open(path)
-
-
 def _print_result(result: EnrollResult) -> None:
     line = f"{result.status:8}  {result.source} -> {result.name}"
     if result.reason:
@@ -59,6 +42,7 @@ def _print_result(result: EnrollResult) -> None:
 
 
 def enroll(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The person's name (created on first use).")],
     images: Annotated[list[Path] | None, typer.Argument(help="Image files with this person's face.")] = None,
     camera: Annotated[int | None, typer.Option(help="Enrol frames picked from this camera index.")] = None,
@@ -73,7 +57,7 @@ def enroll(
     """Enrol a person from images (or frames of a camera or video clip)."""
     if not images and camera is None and video is None:
         raise typer.BadParameter("give image files, --camera INDEX or --video PATH")
-    analyzer = cli_analyzer()
+    analyzer = cli_analyzer(ctx)
     sources: list = list(images or [])
     if camera is not None or video is not None:
         from faceprint.video.enrollment import pick_enrollment_frames
@@ -96,6 +80,7 @@ def enroll(
 
 
 def enroll_dir(
+    ctx: typer.Context,
     people_dir: Annotated[Path, typer.Argument(help="Folder of PEOPLE_DIR/NAME/*.jpg.")],
     reject_low_quality: Annotated[
         bool, typer.Option(help="Refuse small or blurred faces instead of flagging them.")
@@ -105,7 +90,7 @@ def enroll_dir(
     """Enrol every person of a folder (one sub-folder per person); resumes where a previous run stopped."""
     from tqdm import tqdm
 
-    analyzer = cli_analyzer()
+    analyzer = cli_analyzer(ctx)
     with _open(gallery) as g, tqdm(desc="enrolling", unit="img", leave=False) as bar:
 
         def progress(result: EnrollResult, done: int, total: int) -> None:
@@ -127,7 +112,8 @@ def enroll_dir(
 
 
 def identify(
-    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    ctx: typer.Context,
+    images: Images,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
     draw: Annotated[
         Path | None, typer.Option(help="Write copies labelled with names into this folder.")
@@ -143,7 +129,7 @@ def identify(
 
     failed = 0
     with _open(gallery) as g:
-        recognizer = Recognizer(g, cli_analyzer(), threshold)
+        recognizer = Recognizer(g, cli_analyzer(ctx), threshold)
         for path in images:
             try:
                 image = load_image(path)
@@ -201,6 +187,7 @@ def _match_json(m: Match) -> dict:
 
 
 def verify(
+    ctx: typer.Context,
     image_a: Annotated[Path, typer.Argument(help="First image (one face).")],
     image_b: Annotated[Path, typer.Argument(help="Second image (one face).")],
     threshold: ThresholdOpt = None,
@@ -210,7 +197,7 @@ def verify(
     from faceprint.recognizer import Recognizer
 
     with _open(gallery) as g:
-        result = Recognizer(g, cli_analyzer(), threshold).verify(image_a, image_b)
+        result = Recognizer(g, cli_analyzer(ctx), threshold).verify(image_a, image_b)
     verdict = "same person" if result.same else "different people"
     typer.echo(
         f"{verdict}: distance {result.distance:.4f} (threshold {result.threshold:.4f}), "
@@ -219,6 +206,7 @@ def verify(
 
 
 def calibrate(
+    ctx: typer.Context,
     pairs: Annotated[Path | None, typer.Option(help="LFW-format pairs file (with --images).")] = None,
     images: Annotated[
         Path | None, typer.Option(help="Image root of the pairs file (NAME/NAME_0001.jpg).")
@@ -233,24 +221,29 @@ def calibrate(
 ) -> None:
     """Recompute the threshold and the confidence calibration from labelled pairs."""
     from faceprint.evaluation.cache import EmbeddingCache
+    from faceprint.evaluation.calibration import fit_calibration
     from faceprint.evaluation.pairs import folder_pairs, read_lfw_pairs
-    from faceprint.evaluation.runner import EmbeddingRunner
-    from faceprint.gallery.thresholds import calibrate as fit
+    from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
+    from faceprint.types import EmbedderKey
 
     if (pairs is None) == (folder is None) or (pairs is not None and images is None):
         raise typer.BadParameter("give either --pairs FILE --images ROOT, or --folder DIR")
     pair_set = read_lfw_pairs(pairs, images) if pairs is not None else folder_pairs(folder, n_pairs)
-    runner = EmbeddingRunner(cache=EmbeddingCache())
+    # The pipeline every other command uses, global options (--no-flip) included.
+    config = PipelineConfig(embedder_options=tuple(sorted(global_options(ctx).embedder_options.items())))
+    runner = EmbeddingRunner(config, cache=EmbeddingCache())
     run = runner.embed_paths(list(pair_set.images))
     vectors = dict(zip(pair_set.images, run.vectors, strict=True))
-    cal = fit(
+    key = EmbedderKey.of(runner.analyzer.embedder)
+    cal = fit_calibration(
         pair_set.distances(vectors),
         pair_set.same,
-        embedder=runner.analyzer.embedder.name,
+        embedder=key.name,
+        version=key.version,
         target_far=far,
         source=pair_set.source,
     )
-    typer.echo(f"pairs: {pair_set.source}")
+    typer.echo(f"pairs: {pair_set.source}; embedder {key}")
     typer.echo(f"threshold {cal.threshold:.4f}: FAR {cal.far:.4%}, TAR {cal.tar:.4%}")
     typer.echo(f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (distance - {cal.midpoint:.4f})))")
     if save:
@@ -260,20 +253,25 @@ def calibrate(
 
 
 def threshold(
+    ctx: typer.Context,
     value: Annotated[float | None, typer.Argument(help="New distance threshold for this gallery.")] = None,
     reset: Annotated[
         bool, typer.Option(help="Drop the gallery's own threshold (back to calibrated).")
     ] = False,
     gallery: GalleryOpt = None,
 ) -> None:
-    """Show or set the gallery's decision threshold for the default embedder."""
-    embedder = cli_analyzer().embedder
+    """Show or set the gallery's decision threshold for the embedder in use (with --no-flip: one view)."""
+    from faceprint.recognizer import Recognizer
+    from faceprint.types import EmbedderKey
+
     with _open(gallery) as g:
+        recognizer = Recognizer(g, cli_analyzer(ctx))
+        key = EmbedderKey.of(recognizer.analyzer.embedder)
         if value is not None or reset:
-            g.set_threshold(embedder.name, None if reset else value)
-        cal = g.calibration(embedder.name, embedder.threshold, version=embedder.version)
+            g.set_threshold(key, None if reset else value)
+        cal = recognizer.calibration
     rates = "" if math.isnan(cal.far) else f" (FAR {cal.far:.3%}, TAR {cal.tar:.2%} on {cal.source})"
-    typer.echo(f"{embedder.name}: threshold {cal.threshold:.4f}{rates}")
+    typer.echo(f"{key.name}: threshold {cal.threshold:.4f}{rates}")
 
 
 @people_app.command("list")

@@ -27,6 +27,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 
 
 def prepare(
+    ctx: typer.Context,
     root: Annotated[Path, typer.Argument(help="Data set folder (identity folders, CelebA or LFW).")],
     out: Annotated[Path, typer.Option("--out", help="Prepared folder (chips, manifest); resumable.")],
     layout: Annotated[str, typer.Option(help="auto, folders, celeba or lfw.")] = "auto",
@@ -55,7 +56,7 @@ def prepare(
     """Balance, split by identity, detect/align/crop and clean a data set; writes manifest.csv."""
     from tqdm import tqdm
 
-    from faceprint.cli import analyzer as cli_analyzer
+    from faceprint.cli.common import analyzer as cli_analyzer
     from faceprint.training.prepare import PrepareConfig
     from faceprint.training.prepare import prepare as run_prepare
     from faceprint.training.sources import import_dataset
@@ -74,7 +75,7 @@ def prepare(
     )
     data = import_dataset(root, layout, people=people, pairs=pairs)
     typer.echo(f"{root}: {len(data.samples)} images, {len({s.identity for s in data.samples})} identities")
-    analyzer = cli_analyzer(min_face_size=min_face)
+    analyzer = cli_analyzer(ctx, min_face_size=min_face)
     with tqdm(desc="detect/align", unit="img") as bar:
 
         def progress(done: int, total: int) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from faceprint.cli.gallery import GalleryOpt, ThresholdOpt
+from faceprint.cli.common import GalleryOpt, ThresholdOpt
 from faceprint.video.options import WatchOptions
 
 unknowns_app = typer.Typer(
@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
 
 
 def watch(
+    ctx: typer.Context,
     source: Annotated[
         str,
         typer.Argument(
@@ -61,7 +62,7 @@ def watch(
     loop: Annotated[bool, typer.Option(help="Replay a file or folder from the start when it ends.")] = False,
 ) -> None:
     """Recognise and track faces in a video; Ctrl-C stops cleanly with every output written."""
-    from faceprint.cli import analyzer as cli_analyzer
+    from faceprint.cli.common import analyzer as cli_analyzer
     from faceprint.gallery import Gallery
     from faceprint.recognizer import Recognizer
     from faceprint.video.outputs import Window
@@ -73,7 +74,7 @@ def watch(
     # must stay stoppable (measured: a `watch --loop` run from such a test suite ignored Ctrl-C).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    analyzer = cli_analyzer(min_face_size=min_face_size)
+    analyzer = cli_analyzer(ctx, min_face_size=min_face_size)
     options = WatchOptions(detect_every=detect_every, detect_width=detect_width)
     with Gallery.open(gallery) as people:
         recognizer = Recognizer(people, analyzer, threshold)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ import torch
 from faceprint.embedding.dlib_net import INPUT_SIZE, fold_affine, load_dlib_resnet, onnx_model
 from faceprint.embedding.views import MAX_JITTER, jitter_matrices, view_images
 from faceprint.errors import ModelError
+from faceprint.thresholds import builtin_calibration
+from faceprint.types import EmbedderKey
 
 # Landmarks (faceprint order: image-left eye, image-right eye, nose, image-left and image-right mouth
 # corner) where dlib's own get_face_chip(size=150, padding=0.25) puts them, fitted over 1000 LFW faces by
@@ -50,12 +52,6 @@ class DlibResNetEmbedder:
     name = "dlib-resnet"
     input_size = INPUT_SIZE
     dim = 128
-    # Distance on L2-normalised vectors at FAR 0.1% over all LFW same/different pairs through faceprint's
-    # own pipeline (bench/calibrate_thresholds.py), by ``flip``: TAR 94.8% with flip, 93.4% without. The
-    # same values as the gallery's built-in calibrations (gallery/thresholds.py), so `compare` and
-    # `identify` agree. Jittered views keep their flip setting's value (their FAR 1e-3 distance on the LFW
-    # pairs is within 0.008 of it: bench/bench_tta_lfw.py).
-    THRESHOLDS: ClassVar[dict[bool, float]] = {True: 0.3771, False: 0.3848}
     batch_size = 64  # chips per forward pass: bounds memory, larger batches are no faster per face
 
     def __init__(
@@ -73,12 +69,20 @@ class DlibResNetEmbedder:
         self.threads = threads or torch.get_num_threads()
         self.flip = flip
         self.jitter = jitter
-        self.threshold = self.THRESHOLDS[flip]
         # bump the base when TEMPLATE, the weights or the preprocessing change (history: CHANGELOG.md)
         self.version = "2" + ("+flip" if flip else "") + (f"+jitter{jitter}" if jitter else "")
         self._jitter = jitter_matrices(jitter, INPUT_SIZE)
         self._run: Callable[[np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def threshold(self) -> float:
+        """Same/different distance threshold of this version: the built-in calibration's
+        (``faceprint.thresholds``), so `compare`, `verify` and `identify` decide alike."""
+        calibration = builtin_calibration(EmbedderKey.of(self))
+        if calibration is None:  # a version bump without its calibration: a bug caught by the tests
+            raise ModelError(f"{self.name} {self.version}: no built-in calibration")
+        return calibration.threshold
 
     @property
     def views(self) -> int:

@@ -1,4 +1,4 @@
-"""Galleries of known people: storage (SQLite by default), exact search, thresholds, enrolment.
+"""Galleries of known people: storage (SQLite by default), exact search, per-gallery thresholds, enrolment.
 
 Importing this package is cheap (NumPy and the stdlib); models load only when enrolment runs.
 """
@@ -10,10 +10,8 @@ from faceprint.gallery.gallery import Gallery, default_gallery_path
 from faceprint.gallery.matching import Candidate, MatchIndex
 from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.gallery.store import Correction, EmbedderKey, GalleryStore, Person, Template
-from faceprint.gallery.thresholds import Calibration
 
 __all__ = [
-    "Calibration",
     "Candidate",
     "Correction",
     "EmbedderKey",

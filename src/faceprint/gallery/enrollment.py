@@ -24,9 +24,8 @@ import numpy as np
 
 from faceprint.analyzer import primary_face
 from faceprint.errors import FaceprintError, ManyFacesError
-from faceprint.gallery.store import EmbedderKey
 from faceprint.io import ImageInput, describe, load_image
-from faceprint.types import Face
+from faceprint.types import EmbedderKey, Face
 
 if TYPE_CHECKING:
     from faceprint.analyzer import FaceAnalyzer
@@ -110,10 +109,6 @@ def quality_flags(face: Face) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def embedder_key(analyzer: FaceAnalyzer) -> EmbedderKey:
-    return EmbedderKey(analyzer.embedder.name, analyzer.embedder.version)
-
-
 def enroll_image(
     gallery: Gallery,
     name: str,
@@ -131,7 +126,7 @@ def enroll_image(
 
     name = clean_name(name)
     source = describe(image)
-    key = embedder_key(analyzer)
+    key = EmbedderKey.of(analyzer.embedder)
     try:
         digest = content_hash(image)
         person = gallery.find(name)

@@ -22,18 +22,14 @@ from faceprint.gallery.store import (
     CORRECTION_KINDS,
     Correction,
     CorrectionKind,
-    EmbedderKey,
     GalleryStore,
     NewCorrection,
     NewTemplate,
     Person,
     Template,
 )
-from faceprint.gallery.thresholds import (
-    Calibration,
-    builtin_calibration,
-    fallback_calibration,
-)
+from faceprint.thresholds import Calibration, calibration_for
+from faceprint.types import UNKNOWN, EmbedderKey
 
 if TYPE_CHECKING:
     from faceprint.analyzer import FaceAnalyzer
@@ -260,31 +256,43 @@ class Gallery:
 
     # -- thresholds ---------------------------------------------------------------------------
 
-    def set_threshold(self, embedder: str, threshold: float | None) -> None:
-        """This gallery's own threshold for an embedder (None: back to the calibrated default)."""
+    # Settings are keyed "KIND:NAME@VERSION"; galleries written before versions were keyed "KIND:NAME" and
+    # those keys still apply to every version of the embedder, as they did then.
+    def _setting(self, kind: str, key: EmbedderKey) -> str | None:
+        for name in (f"{kind}:{key.name}@{key.version}", f"{kind}:{key.name}"):
+            value = self.store.get_setting(name)
+            if value is not None:
+                return value
+        return None
+
+    def set_threshold(self, key: EmbedderKey, threshold: float | None) -> None:
+        """This gallery's own threshold for an embedder version (None: back to the calibrated one)."""
         if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
             raise GalleryError(f"{self.location}: threshold must be a positive number, got {threshold}")
-        self.store.set_setting(f"threshold:{embedder}", None if threshold is None else repr(float(threshold)))
+        with self.store.transaction():
+            if threshold is None:
+                self.store.set_setting(f"threshold:{key.name}", None)
+            self.store.set_setting(
+                f"threshold:{key.name}@{key.version}", None if threshold is None else repr(float(threshold))
+            )
 
     def save_calibration(self, calibration: Calibration) -> None:
-        self.store.set_setting(f"calibration:{calibration.embedder}", calibration.to_json())
+        """Store a calibration for the embedder version it was fitted on (used from then on)."""
+        if not calibration.version:
+            raise GalleryError(f"{self.location}: a calibration to store needs its embedder version")
+        key = calibration.key
+        self.store.set_setting(f"calibration:{key.name}@{key.version}", calibration.to_json())
 
-    def calibration(
-        self, embedder: str, embedder_threshold: float | None = None, *, version: str | None = None
-    ) -> Calibration:
-        """The calibration in force: stored in this gallery, else built in (for this ``version`` if
-        there is one, else the embedder's default), else a fallback centred on the embedder's own
-        threshold. A gallery threshold setting overrides its threshold."""
-        stored = self.store.get_setting(f"calibration:{embedder}")
+    def calibration(self, key: EmbedderKey, embedder_threshold: float | None = None) -> Calibration:
+        """The calibration in force for an embedder version: stored in this gallery, else built in
+        (``faceprint.thresholds``), else a fallback centred on the embedder's own threshold. A gallery
+        threshold setting overrides its threshold."""
+        stored = self._setting("calibration", key)
         if stored is not None:
             cal = Calibration.from_json(stored)
         else:
-            cal = builtin_calibration(embedder, version)
-            if cal is None:
-                if embedder_threshold is None:
-                    raise GalleryError(f"no calibrated threshold for embedder {embedder!r}; pass one")
-                cal = fallback_calibration(embedder, embedder_threshold)
-        override = self.store.get_setting(f"threshold:{embedder}")
+            cal = calibration_for(key, embedder_threshold)
+        override = self._setting("threshold", key)
         if override is not None:
             cal = replace(cal, threshold=float(override), far=math.nan, tar=math.nan)
         return cal
@@ -406,6 +414,6 @@ def clean_name(name: str) -> str:
     cleaned = " ".join(str(name).split())
     if not cleaned:
         raise GalleryError("a person's name cannot be empty")
-    if cleaned.lower() == "unknown":
-        raise GalleryError("'unknown' is reserved for faces that match nobody; choose another name")
+    if cleaned.lower() == UNKNOWN:
+        raise GalleryError(f"{UNKNOWN!r} is reserved for faces that match nobody; choose another name")
     return cleaned

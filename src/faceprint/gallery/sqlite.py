@@ -27,13 +27,13 @@ from faceprint.errors import GalleryError
 from faceprint.gallery.store import (
     Correction,
     CorrectionKind,
-    EmbedderKey,
     NewCorrection,
     NewTemplate,
     Person,
     Template,
     TemplateMatrix,
 )
+from faceprint.types import EmbedderKey
 
 APPLICATION_ID = 0x46505254  # "FPRT"
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from faceprint.types import EmbedderKey
+
 
 @dataclass(frozen=True)
 class Person:
@@ -21,17 +23,6 @@ class Person:
     metadata: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0  # Unix time
     n_templates: int = 0
-
-
-@dataclass(frozen=True)
-class EmbedderKey:
-    """Which embedder produced a vector; vectors of different keys are never compared."""
-
-    name: str
-    version: str
-
-    def __str__(self) -> str:
-        return f"{self.name} {self.version}"
 
 
 @dataclass(frozen=True)

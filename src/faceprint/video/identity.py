@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceprint.types import Detection, Face
+from faceprint.types import UNKNOWN, Detection, Face
 
 if TYPE_CHECKING:
     from faceprint.recognizer import Match
-
-UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from faceprint.types import UNKNOWN
 from faceprint.video.clustering import UnknownClusters
-from faceprint.video.identity import UNKNOWN, Identity, TrackEvidence
+from faceprint.video.identity import Identity, TrackEvidence
 from faceprint.video.options import WatchOptions
 from faceprint.video.outputs import OutputSink, TrackLabel
 from faceprint.video.sources import Frame

@@ -1,0 +1,68 @@
+"""What every command module shares: option types, the analyzer built from the global options, opening
+a gallery, and the per-file error line. Command modules import from here, never from each other."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from faceprint.errors import FaceprintError
+
+if TYPE_CHECKING:
+    from faceprint.analyzer import FaceAnalyzer
+    from faceprint.gallery import Gallery
+
+Images = Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)]
+GalleryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--gallery",
+        help="Gallery file (default: $FACEPRINT_GALLERY, else gallery.sqlite3 in the user data folder).",
+    ),
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(help="Distance threshold; default: the gallery's, else the embedder's calibrated one."),
+]
+
+
+@dataclass
+class GlobalOptions:
+    """Options given before the command (``faceprint --no-flip identify ...``), kept in typer's
+    context object (``ctx.obj``) for every command of the invocation."""
+
+    embedder_options: dict[str, Any] = field(default_factory=dict)
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    """The global options of the invocation ``ctx`` belongs to (defaults when none were parsed)."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def analyzer(ctx: typer.Context, **detector_options: Any) -> FaceAnalyzer:
+    """The FaceAnalyzer every command uses: default models, the global embedder options, and the
+    command's own detector options."""
+    from faceprint.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer(
+        detector_options=detector_options, embedder_options=dict(global_options(ctx).embedder_options)
+    )
+
+
+def open_gallery(path: Path | None) -> Gallery:
+    from faceprint.gallery import Gallery
+
+    return Gallery.open(path)
+
+
+def report_error(err: FaceprintError, as_json: bool, path: Path) -> None:
+    """One file failed: a JSON line in ``--json`` mode, else a red line on stderr; the command goes on."""
+    if as_json:
+        typer.echo(json.dumps({"image": str(path), "error": str(err)}))
+    else:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
