@@ -135,9 +135,17 @@ def test_rename_merge_delete(gallery: Gallery) -> None:
 
 
 def test_delete_leaves_no_biometric_bytes(tmp_path: Path) -> None:
+    """The files hold none of a deleted person's bytes while the gallery is still open (on close SQLite
+    folds the log into the main file anyway, which would hide a WAL that kept them)."""
     path = tmp_path / "g.sqlite3"
     rng = np.random.default_rng(8)
     secret = unit(rng)[0]
+    needle = secret.astype("<f4").tobytes()
+    fragments = (needle[:32], needle[-32:], b"Frank Secret", b"/photos/frank.jpg", b"f" * 64)
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()))
+
     with Gallery.open(path) as g:
         g.add_template(
             g.add_person("Frank Secret"),
@@ -149,17 +157,18 @@ def test_delete_leaves_no_biometric_bytes(tmp_path: Path) -> None:
         keep = g.add_person("Grace")
         for i, v in enumerate(unit(rng, 50)):
             g.add_template(keep, v, content_hash=f"g{i}", **EMB)
+        raw = on_disk()
+        assert all(fragment in raw for fragment in fragments)  # the check below can see them
         g.delete("Frank Secret")
+        raw = on_disk()
+        for fragment in fragments:
+            assert fragment not in raw
         db = sqlite3.connect(path)
         assert db.execute("SELECT count(*) FROM people WHERE name LIKE 'Frank%'").fetchone() == (0,)
         assert db.execute(
             "SELECT count(*) FROM templates WHERE content_hash = ?", ("f" * 64,)
         ).fetchone() == (0,)
         db.close()
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
-    needle = secret.astype("<f4").tobytes()
-    for fragment in (needle[:32], needle[-32:], b"Frank Secret", b"/photos/frank.jpg", b"f" * 64):
-        assert fragment not in raw
 
 
 def test_export_import_round_trip(tmp_path: Path) -> None:

@@ -220,8 +220,10 @@ class Gallery:
         with self._lock:
             cached = self._indexes.get(key)
             if cached is None or cached[0] != generation or cached[1].combine != self.combine:
-                names = {p.id: p.name for p in self.people()}
-                cached = (generation, MatchIndex(self.store.matrix(key), self.combine), names)
+                # Templates first, then names: another process may commit between the two reads, and
+                # people are read after their templates so that every indexed person has a name.
+                index = MatchIndex(self.store.matrix(key), self.combine)
+                cached = (generation, index, {p.id: p.name for p in self.people()})
                 self._indexes[key] = cached
             return cached[1], cached[2]
 
