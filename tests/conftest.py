@@ -1,4 +1,9 @@
-"""Shared fixtures: the read-only data set beside the checkout, skipped with a reason when absent."""
+"""Shared fixtures: the read-only data set beside the checkout, skipped with a reason when absent.
+
+``FACEPRINT_STRICT=1`` (set by CI) turns every skip into a failure that gives the skip's reason: a missing
+data folder, test oracle (TensorFlow, dlib, faceie), browser or database must not quietly shrink the
+suite. Skips a ``skipif`` marker asks for (the platform lacks what the test measures) stay skips.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,36 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FACEPRINT_DATA", REPO.parent / "shared" / "data"))
+
+
+STRICT = os.environ.get("FACEPRINT_STRICT", "") not in ("", "0")
+
+
+def _strict_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"FACEPRINT_STRICT is set, so this skip fails: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    outcome = yield
+    report = outcome.get_result()
+    wanted = any(True for _ in item.iter_markers("skipif"))
+    if STRICT and report.skipped and not hasattr(report, "wasxfail") and not wanted:
+        _strict_failure(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped:  # a module-level importorskip
+        _strict_failure(report)
 
 
 def _need(path: Path) -> Path:
