@@ -44,6 +44,16 @@ def _register_all() -> None:
         module.register(app)
 
 
+# Packages of the optional extras, by import name: a command that needs one says which extra to install.
+EXTRA_OF_MODULE = {
+    "sklearn": "eval",
+    "matplotlib": "eval",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+    "ray": "ray",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Typer runs in standalone mode, so usage errors print the usage and exit 2 through
     Typer's own handling (no dependence on which click, if any, Typer is built on); FaceprintError becomes
@@ -53,4 +63,11 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="faceprint")
     except FaceprintError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
+    except ModuleNotFoundError as err:
+        extra = EXTRA_OF_MODULE.get((err.name or "").split(".")[0])
+        if extra is None:
+            raise
+        message = f"this command needs faceprint[{extra}] ({err.name} is not installed)"
+        typer.secho(f"error: {message}: pip install 'faceprint[{extra}]'", err=True, fg=typer.colors.RED)
         sys.exit(1)
