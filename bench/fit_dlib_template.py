@@ -19,37 +19,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 import cv2
-import dlib
 import numpy as np
 from PIL import Image
 
 from faceprint.alignment import align_face, similarity_transform, transform_points
 from faceprint.detection.mtcnn import MTCNNDetector
 from faceprint.embedding.dlib_resnet import TEMPLATE, DlibResNetEmbedder
-from faceprint.models import package_file
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # dlib's chips: the oracle the tests pin the alignment to
+from dlib_chips import SIZE, DlibChipper, nearest_to_centre  # noqa: E402
+
 LFW = Path(os.environ.get("FACEPRINT_DATA", REPO.parent / "shared" / "data")) / "lfw" / "lfw-deepfunneled"
-SIZE, PADDING = 150, 0.25
-
-
-def dlib_chip_transform(details: dlib.chip_details) -> np.ndarray:
-    """dlib's image->chip affine map: rotated rectangle corners onto the chip's corner pixels."""
-    rect, angle = details.rect, details.angle
-    cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
-    c, s = np.cos(angle), np.sin(angle)
-    corners = np.array([[rect.left(), rect.top()], [rect.right(), rect.top()], [rect.right(), rect.bottom()]])
-    rotated = (corners - (cx, cy)) @ np.array([[c, -s], [s, c]]).T + (cx, cy)
-    chip = np.array([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]])
-    return cv2.getAffineTransform(rotated.astype(np.float32), chip.astype(np.float32))
-
-
-def nearest_to_centre(centres: np.ndarray, shape: tuple[int, ...]) -> int:
-    return int(np.argmin(np.sum((centres - (shape[1] / 2, shape[0] / 2)) ** 2, axis=1)))
 
 
 def main() -> None:
@@ -58,10 +44,8 @@ def main() -> None:
     parser.add_argument("--lfw", type=Path, default=LFW)
     args = parser.parse_args()
 
-    models = Path(package_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat", "x"))
-    detector = dlib.get_frontal_face_detector()
+    chipper = DlibChipper()
     mtcnn = MTCNNDetector()
-    predictor = dlib.shape_predictor(str(models))
     files = sorted(args.lfw.glob("*/*.jpg"))
     files = [files[i] for i in np.linspace(0, len(files) - 1, args.faces).astype(int)]
 
@@ -69,18 +53,16 @@ def main() -> None:
     start = time.time()
     for n, path in enumerate(files):
         image = np.asarray(Image.open(path).convert("RGB"))
-        rects = list(detector(image, 1))
-        found = mtcnn.detect(image)
-        if not rects or not found:
+        dlib_face, found = chipper(image), mtcnn.detect(image)
+        if dlib_face is None or not found:
             continue
-        rect = rects[nearest_to_centre(np.array([[r.center().x, r.center().y] for r in rects]), image.shape)]
         boxes = np.array([d.box for d in found])
         points = found[nearest_to_centre((boxes[:, :2] + boxes[:, 2:]) / 2, image.shape)].landmarks
-        if not rect.contains(dlib.point(*points[2].astype(int))):
+        x1, y1, x2, y2 = dlib_face.box
+        if not (x1 <= points[2, 0] <= x2 and y1 <= points[2, 1] <= y2):
             continue  # the two detectors found different faces
-        shape = predictor(image, rect)
-        transforms.append(dlib_chip_transform(dlib.get_face_chip_details(shape, SIZE, PADDING)))
-        dlib_chips.append(dlib.get_face_chip(image, shape, SIZE, PADDING))
+        transforms.append(dlib_face.transform)
+        dlib_chips.append(dlib_face.chip)
         mtcnn_points.append(points)
         images.append(image)
         people.append(path.parent.name)
