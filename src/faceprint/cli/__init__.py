@@ -38,9 +38,9 @@ def _global_options(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core, evaluate, gallery, train, video
+    from faceprint.cli import core, evaluate, gallery, service, train, video
 
-    for module in (core, evaluate, gallery, train, video):
+    for module in (core, evaluate, gallery, service, train, video):
         module.register(app)
 
 

@@ -49,6 +49,7 @@ class EnrollResult:
     reason: str = ""
     template_id: int | None = None
     flags: tuple[str, ...] = ()
+    box: tuple[float, float, float, float] | None = None  # the enrolled face, in the image's pixels
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,9 @@ def enroll_image(
             quality_flags=flags,
         )
     reasons = [f"low quality face: {', '.join(flags)}" if flags else "", note]
-    return EnrollResult(source, name, "enrolled", "; ".join(filter(None, reasons)), template_id, flags)
+    return EnrollResult(
+        source, name, "enrolled", "; ".join(filter(None, reasons)), template_id, flags, face.box
+    )
 
 
 def enroll_dir(

@@ -112,6 +112,35 @@ class UnknownClusters:
             cluster.crop, cluster.crop_quality = crop, crop_quality
         return cluster.cluster_id
 
+    def restore(self, saved: list[SavedCluster]) -> None:
+        """Continue from clusters a run saved (``load_clusters``); those of another embedder are skipped."""
+        for entry in saved:
+            if entry.embedder != self.embedder or not len(entry.embeddings):
+                continue
+            crop = None
+            if entry.crop is not None and entry.crop.is_file():
+                import cv2
+
+                bgr = cv2.imread(str(entry.crop))
+                crop = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            mean = entry.embeddings.mean(axis=0)
+            vectors = list(entry.embeddings.astype(np.float32))
+            cluster = UnknownCluster(
+                entry.cluster_id,
+                entry.first_seen,
+                entry.last_seen,
+                vectors,
+                [0.0] * len(vectors),
+                [],
+                tracks=entry.tracks,
+                crop=crop,
+                crop_quality=0.0 if crop is not None else -1.0,
+                _sum=mean / max(float(np.linalg.norm(mean)), 1e-12) * entry.tracks,
+            )
+            self.clusters.append(cluster)
+            self._next_id = max(self._next_id, entry.cluster_id + 1)
+        self._evict()
+
     def _evict(self) -> None:
         # Over the limit: forget the stranger seen least (then longest ago); regulars stay.
         while len(self.clusters) > self.max_clusters:
@@ -138,6 +167,10 @@ class UnknownClusters:
                     "crop": crop_name,
                 }
             )
+        crops = {e["crop"] for e in entries}
+        for stale in folder.glob("cluster_*.jpg"):  # dismissed or enrolled clusters leave no face behind
+            if stale.name not in crops:
+                stale.unlink(missing_ok=True)
         np.savez(folder / EMBEDDINGS_FILE, **arrays)
         path = folder / CLUSTERS_FILE
         name, version = self.embedder
@@ -197,17 +230,24 @@ def find_cluster(folder: Path, cluster_id: int) -> SavedCluster:
 def enroll_cluster(folder: Path, cluster_id: int, name: str, gallery: Gallery) -> int:
     """Enrol every saved embedding of a cluster as ``name`` (created if new); returns templates added."""
     cluster = find_cluster(folder, cluster_id)
-    if gallery.find(name) is None:
-        gallery.add_person(name)
-    embedder, version = cluster.embedder
-    added = 0
-    for vec in cluster.embeddings:
-        template = gallery.add_template(
-            name,
-            vec,
-            embedder=embedder,
-            embedder_version=version,
-            source_path=f"{Path(folder) / CLUSTERS_FILE}#cluster_{cluster_id}",
-        )
-        added += template is not None
+    source = f"{Path(folder) / CLUSTERS_FILE}#cluster_{cluster_id}"
+    return len(enroll_embeddings(gallery, name, cluster.embeddings, cluster.embedder, source))
+
+
+def enroll_embeddings(
+    gallery: Gallery, name: str, embeddings: np.ndarray, embedder: tuple[str, str], source: str
+) -> list[int]:
+    """Enrol a cluster's embeddings as ``name`` (created if new), in one transaction; returns the new
+    template ids."""
+    name = " ".join(str(name).split())
+    added = []
+    with gallery.store.transaction():
+        if gallery.find(name) is None:
+            gallery.add_person(name)
+        for vec in embeddings:
+            template = gallery.add_template(
+                name, vec, embedder=embedder[0], embedder_version=embedder[1], source_path=source
+            )
+            if template is not None:
+                added.append(template)
     return added

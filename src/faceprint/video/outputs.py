@@ -162,6 +162,7 @@ class OutputSink:
         on_frame: Callable[[Frame, list[TrackLabel]], None] | None,
     ) -> None:
         self.on_frame = on_frame
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # the caller's, e.g. a service's
         self.crops_dir = crops_dir
         if crops_dir is not None:
             Path(crops_dir).mkdir(parents=True, exist_ok=True)
@@ -180,9 +181,11 @@ class OutputSink:
 
     def event(self, event: str, frame: Frame | None, **fields: Any) -> None:
         """Log an event, stamped with the frame's index and time when there is a frame."""
+        where = {"frame": frame.index, "time": round(frame.timestamp, 3)} if frame is not None else {}
         if self.events is not None:
-            where = {"frame": frame.index, "time": round(frame.timestamp, 3)} if frame is not None else {}
             self.events.write(event, **where, **fields)
+        if self.on_event is not None:
+            self.on_event({"event": event, **where, **fields})
 
     def crop(self, name: str, crop: np.ndarray | None) -> str | None:
         """Save a face crop when crops are asked for; its path, or None."""

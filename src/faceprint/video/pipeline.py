@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -82,14 +82,19 @@ class VideoRecognizer:
         show: bool = False,
         max_frames: int | None = None,
         on_frame: Callable[[Frame, list[TrackLabel]], None] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        clusters: UnknownClusters | None = None,
     ) -> RunSummary:
         """Process ``source`` until it ends, ``max_frames``, Ctrl-C or the window closes; outputs are flushed
         and closed in every case. A source that breaks raises after the outputs are closed.
 
         ``on_frame`` receives every processed frame with its tracks' labels (for embedding the loop in an
-        application, and for measuring it)."""
+        application, and for measuring it); ``on_event`` every event as the events file has it; unknown
+        tracks join ``clusters`` when given (an application's own, e.g. the service's review), else the
+        run's own."""
         try:
-            run = _Run(self, source, video_out, events_out, crops_dir, unknowns_dir, show, on_frame)
+            run = _Run(self, source, video_out, events_out, crops_dir, unknowns_dir, show, on_frame, clusters)
+            run.sink.on_event = on_event
         except BaseException:  # an output that cannot be opened: the source is ours to close
             source.close()
             raise
@@ -110,6 +115,7 @@ class _Run:
         unknowns_dir: Path | None,
         show: bool,
         on_frame: Callable[[Frame, list[TrackLabel]], None] | None,
+        clusters: UnknownClusters | None = None,
     ) -> None:
         self.o = owner.options
         self.analyzer, self.recognizer, self.source = owner.analyzer, owner.recognizer, source
@@ -118,7 +124,8 @@ class _Run:
         threshold = owner._threshold()
         self.split_distance = self.o.split_distance or 1.3 * threshold
         embedder = self.analyzer.embedder
-        clusters = UnknownClusters(threshold, (embedder.name, embedder.version))
+        if clusters is None:
+            clusters = UnknownClusters(threshold, (embedder.name, embedder.version))
         self.unknowns_dir = unknowns_dir
         self.sink = OutputSink(source.name, fps, video_out, events_out, crops_dir, show, on_frame)
         self.ledger = TrackLedger(self.o, clusters, self.sink)
