@@ -122,6 +122,11 @@ class BodyLimit:
                 await _send_json(send, 413, body("too_large", message))
                 return
         seen = 0
+        started = False
+
+        class _TooLarge(ApiError):  # answered by the app's ApiError handler, or here if it escapes
+            def __init__(self) -> None:
+                super().__init__(413, "too_large", message)
 
         async def limited() -> Message:
             nonlocal seen
@@ -129,10 +134,29 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
-                    raise ApiError(413, "too_large", message)
+                    raise _TooLarge
             return msg
 
-        await self.app(scope, limited, send)
+        async def tracked(msg: Message) -> None:
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except BaseException as err:
+            # The app's layers may wrap it (anyio task groups raise an ExceptionGroup).
+            if not _contains(err, _TooLarge) or started:
+                raise
+            await _send_json(send, 413, body("too_large", message))
+
+
+def _contains(err: BaseException, kind: type) -> bool:
+    if isinstance(err, kind):
+        return True
+    if isinstance(err, BaseExceptionGroup):
+        return any(_contains(e, kind) for e in err.exceptions)
+    return _contains(err.__cause__, kind) if err.__cause__ is not None else False
 
 
 async def _send_json(send: Send, status: int, doc: dict) -> None:
