@@ -166,20 +166,29 @@ async def verify(request: Request, _: Recognize) -> dict[str, Any]:
 
 
 def _identify_doc() -> dict[str, Any]:
-    return _upload_doc("image", extra={"top_k": {"type": "integer", "default": 3}})
+    return _upload_doc(
+        "image",
+        extra={
+            "top_k": {"type": "integer", "default": 3},
+            "mode": {"type": "string", "enum": ["photo", "video"], "default": "photo"},
+            "unknowns": {"type": "boolean", "default": True},
+        },
+    )
 
 
 @router.post("/identify", tags=["faces"], openapi_extra=_identify_doc())
 @router.post("/recognize", tags=["faces"], openapi_extra=_identify_doc())
 async def identify(request: Request, principal: Recognize) -> dict[str, Any]:
     """Every face in the image: a gallery name or "unknown", top-k candidates, box. Unknown faces go to
-    the unknown-faces review; ``result_id`` + face index let a client correct a match later."""
+    the unknown-faces review (``unknowns=false``: not); ``result_id`` + face index let a client correct a
+    match later. ``mode=video`` for camera frames: faces under 40 pixels are not looked for (faster)."""
     services = _services(request)
     fields = await read_fields(request, ("image",))
     top_k = fields.integer("top_k", services.config.top_k, 1, MAX_TOP_K)
     remember = fields.text("unknowns", "true") not in ("false", "0", "no")
+    video = fields.text("mode", "photo") == "video"
     image = await services.cpu_bound(services.engine.decode, fields.image("image"))
-    result_id, matches = await services.cpu_bound(services.engine.identify, image, top_k, remember)
+    result_id, matches = await services.cpu_bound(services.engine.identify, image, top_k, remember, video)
     faces = [
         {
             "index": i,

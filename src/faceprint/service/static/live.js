@@ -64,7 +64,7 @@
       (async () => {
         try {
           const blob = await frameBlob();
-          const response = await fetch("/api/v1/identify?top_k=1", {
+          const response = await fetch("/api/v1/identify?top_k=1&mode=video", {
             method: "POST", body: blob, credentials: "same-origin",
             headers: {"Content-Type": "image/jpeg", "X-CSRF-Token": csrf},
           });
