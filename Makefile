@@ -25,6 +25,13 @@ demo: setup
 	$(BIN)/faceprint enroll-dir $(KNN)/train --gallery demo-gallery.sqlite3
 	$(BIN)/faceprint identify $(KNN)/test/*.jpg --top-k 2 --draw demo-out --gallery demo-gallery.sqlite3
 
+# The service on the demo gallery: REST API (docs at http://127.0.0.1:8000/docs) and the browser app.
+# A first admin key is created (printed once) if the gallery has none; sign in with it in the browser.
+serve: setup
+	@$(BIN)/faceprint keys list --gallery demo-gallery.sqlite3 | grep -q active || \
+		$(BIN)/faceprint keys create --role admin --name "make serve" --gallery demo-gallery.sqlite3
+	$(BIN)/faceprint serve --gallery demo-gallery.sqlite3
+
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -48,17 +47,19 @@ def test_keys_cli_and_a_real_server(tmp_path: Path, knn_dir: Path, faces_dir: Pa
     server.wait_ready(token)
     assert httpx.get(server.url + "/docs", timeout=10).status_code == 200
     events: list[dict] = []
+    subscribed = threading.Event()
 
     def listen() -> None:
-        with httpx.stream("GET", server.url + "/api/v1/events", headers=h, timeout=30) as stream:
+        with httpx.stream("GET", server.url + "/api/v1/events", headers=h, timeout=60) as stream:
             for line in stream.iter_lines():
+                subscribed.set()  # the server's first line (": connected") comes once we are subscribed
                 if line.startswith("data: "):
                     events.append(json.loads(line[6:]))
                     return
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    time.sleep(0.5)
+    assert subscribed.wait(30)
     with httpx.Client(base_url=server.url, headers=h, timeout=60) as client:
         enrolled = client.post(
             "/api/v1/enroll",

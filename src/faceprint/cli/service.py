@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from faceprint.cli.gallery import GalleryOpt
+from faceprint.cli.common import GalleryOpt
 
 keys_app = typer.Typer(
     help="API keys of `faceprint serve`: create, list, revoke; the admin password.", no_args_is_help=True
@@ -35,6 +35,7 @@ def _state(gallery: Path | str | None, state: Path | None):
 
 
 def serve(
+    ctx: typer.Context,
     gallery: Annotated[
         str | None,
         typer.Option("--gallery", help="Gallery file or store URL (default: the user's default gallery)."),
@@ -64,7 +65,7 @@ def serve(
     """Run the REST API (/api/v1, docs at /docs) and the browser app on one port."""
     import uvicorn
 
-    from faceprint.cli import analyzer as cli_analyzer
+    from faceprint.cli.common import analyzer as cli_analyzer
     from faceprint.service.app import create_app
     from faceprint.service.config import ServiceConfig
     from faceprint.service.engine import Engine
@@ -80,7 +81,7 @@ def serve(
         workers=workers,
         cameras=tuple(camera or ()),
     )
-    engine = Engine(config, cli_analyzer())
+    engine = Engine(config, cli_analyzer(ctx))
     if not engine.state.keys() and not engine.state.has_admin_password():
         typer.secho(
             "note: no API key yet; create one with `faceprint keys create --role admin"
