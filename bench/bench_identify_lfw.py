@@ -153,8 +153,8 @@ def combine_split(people: dict[str, list[Path]]):
 
 def main() -> None:
     from dlib_anchor import TOLERANCE, encode_images
+    from provenance import pipeline_cache
 
-    from faceprint.evaluation.cache import EmbeddingCache
     from faceprint.evaluation.identification import open_set_split
     from faceprint.evaluation.pairs import labelled_images
     from faceprint.evaluation.runner import EmbeddingRunner
@@ -178,7 +178,7 @@ def main() -> None:
         flush=True,
     )
 
-    runner = EmbeddingRunner(cache=EmbeddingCache())
+    runner = EmbeddingRunner(cache=pipeline_cache())
     version = runner.analyzer.embedder.version
     run = runner.embed_paths(paths)
     fp = {p: v for p, v, ok in zip(paths, run.vectors, run.found, strict=True) if ok}

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import pipeline_cache
 
 DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -26,7 +27,6 @@ DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1]
 def real_embeddings(every: int) -> tuple[np.ndarray, np.ndarray]:
     """(vectors, identity ids) of the LFW images of every ``every``-th person (sorted by name), embedded
     by the default pipeline; the same subset as ``bench_identify_lfw.py --every``, the cache serves both."""
-    from faceprint.evaluation.cache import EmbeddingCache
     from faceprint.evaluation.pairs import labelled_images
     from faceprint.evaluation.runner import EmbeddingRunner
 
@@ -34,7 +34,7 @@ def real_embeddings(every: int) -> tuple[np.ndarray, np.ndarray]:
     names = list(people)[::every]
     paths = [p for n in names for p in people[n]]
     identities = np.array([i for i, n in enumerate(names) for _ in people[n]])
-    run = EmbeddingRunner(cache=EmbeddingCache()).embed_paths(paths)
+    run = EmbeddingRunner(cache=pipeline_cache()).embed_paths(paths)
     return run.vectors[run.found], identities[run.found]
 
 

@@ -6,7 +6,7 @@ run), through the evaluation runner and its cache (detections are reused); each 
 views' raw descriptors exactly as ``DlibResNetEmbedder(flip=..., jitter=...).embed`` does, which the run
 checks on real chips before printing. Times: ``embed()`` per face at batch 32 and batch 1.
 
-    nice -n 10 python bench/bench_tta_lfw.py --cache-file lfw-cache.sqlite [--jitter 2 4 8 16] [--threads 2]
+    nice -n 10 python bench/bench_tta_lfw.py [--cache-file F.sqlite] [--jitter 2 4 8 16] [--threads 2]
 
 The cache file gets one entry per image holding all its views (~17 KB each), so a rerun is instant.
 """
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import pipeline_cache
 
 from faceprint.alignment import align_faces
 from faceprint.analyzer import FaceAnalyzer
@@ -83,7 +84,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=Path, default=DATA / "lfw" / "protocol" / "pairs.txt")
     ap.add_argument("--images", type=Path, default=DATA / "lfw" / "lfw-deepfunneled")
-    ap.add_argument("--cache-file", type=Path, help="evaluation cache (default: faceprint's own)")
+    ap.add_argument(
+        "--cache-file",
+        type=Path,
+        help="evaluation cache (default: one keyed by the pipeline's code and library versions)",
+    )
     ap.add_argument("--jitter", type=int, nargs="+", default=[2, 4, 8, 16], help="jittered views to try")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3, help="timing repetitions (median)")
@@ -91,7 +96,10 @@ def main() -> None:
 
     most = max(args.jitter)
     pairs = read_lfw_pairs(args.pairs, args.images)
-    runner = EmbeddingRunner(PipelineConfig(label="all views"), cache=EmbeddingCache(args.cache_file))
+    # The views wrapper below is part of what the cache holds: its code keys the cache too.
+    own_code = {"bench/bench_tta_lfw.py": Path(__file__)}
+    cache = EmbeddingCache(args.cache_file) if args.cache_file else pipeline_cache(own_code)
+    runner = EmbeddingRunner(PipelineConfig(label="all views"), cache=cache)
     recorder = AllViews(DlibResNetEmbedder(threads=args.threads, flip=True, jitter=most))
     runner.analyzer = FaceAnalyzer(runner.analyzer.detector, recorder)
     run = runner.embed_paths(pairs.images)

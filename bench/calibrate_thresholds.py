@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from provenance import pipeline_cache
 
 DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -77,7 +78,6 @@ def main() -> None:
         parser.error("--emb needs the embeddings computed here, not --npz")
     name, version = args.embedder, args.version
 
-    from faceprint.evaluation.cache import EmbeddingCache
     from faceprint.evaluation.calibration import fit_calibration
     from faceprint.evaluation.metrics import best_threshold, eer, threshold_at_far
     from faceprint.evaluation.pairs import labelled_images
@@ -97,7 +97,7 @@ def main() -> None:
         paths = [p for n in names for p in people[n]]
         all_labels = np.array([n for n in names for _ in people[n]])
         config = PipelineConfig(embedder=args.embedder, embedder_options=tuple(sorted(options.items())))
-        runner = EmbeddingRunner(config, cache=EmbeddingCache())
+        runner = EmbeddingRunner(config, cache=pipeline_cache())
         run = runner.embed_paths(paths)
         vectors, labels = run.vectors[run.found], all_labels[run.found]
         origin = "default pipeline" + "".join(f", {k}={v}" for k, v in sorted(options.items()))

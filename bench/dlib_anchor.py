@@ -5,7 +5,8 @@ face_recognition itself cannot be installed beside dlib-bin (it requires the sou
 and pkg_resources), so this makes the calls it makes with its defaults: HOG upsampled once, the "small"
 5-point model, ``compute_face_descriptor`` with num_jitters=1, ``compare_faces`` = Euclidean distance on
 the raw descriptors <= 0.6. Encodings are cached per image content in faceprint's cache folder, so
-benchmarks sharing images do not pay dlib's ~0.14 s per face twice.
+benchmarks sharing images do not pay dlib's time per face twice; the cache folder is keyed by this file's
+code and the libraries' versions (``provenance.anchor_fingerprint``), so a change to either starts anew.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def _content_key(path: Path) -> str:
 
 def encode_images(paths: Sequence[str | Path], workers: int | None = None) -> AnchorResult:
     """face_recognition-style encodings of the face in each image, cached, in parallel processes."""
-    store = cache_dir() / "anchor-face-recognition"
+    from provenance import anchor_fingerprint
+
+    store = cache_dir() / f"anchor-face-recognition-{anchor_fingerprint()}"
     store.mkdir(parents=True, exist_ok=True)
     keys = [_content_key(Path(p)) for p in paths]
     todo = sorted(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import ENROLLED, STRANGERS, clip_photos, write_video
+from testclip import write_test_clip
 
 from faceprint.errors import ManyFacesError, NoFaceError
 from faceprint.io import load_image
 from faceprint.video.enrollment import pick_enrollment_frames
 from faceprint.video.sources import open_source
-from faceprint.video.testclip import write_test_clip
 
 
 def test_picks_k_distinct_frames_each_with_one_face(tmp_path, lfw_dir, analyzer):

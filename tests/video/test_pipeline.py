@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ENROLLED, STRANGERS, clip_photos
+from testclip import score_clip, write_test_clip
 
 import faceprint
 from faceprint.recognizer import Recognizer
@@ -22,7 +23,6 @@ from faceprint.video.clustering import load_clusters
 from faceprint.video.options import WatchOptions
 from faceprint.video.pipeline import VideoRecognizer
 from faceprint.video.sources import open_source
-from faceprint.video.testclip import score_clip, write_test_clip
 
 # The subprocesses import the same faceprint as this test process.
 SRC = Path(faceprint.__file__).resolve().parents[1]

@@ -1,6 +1,7 @@
 """Labelled test clips made from still photos (e.g. LFW): shots of one or two people whose photos drift and
 zoom, with hard cuts between shots. Every frame's ground truth (who is where) is known, so the end-to-end
-tests and bench/bench_video.py can score names per frame, label switches per track and false names."""
+tests and bench/bench_video.py can score names per frame, label switches per track and false names.
+Test-only: it lives under tests/ (bench/bench_video.py puts this folder on its path)."""
 
 from __future__ import annotations
 
