@@ -343,7 +343,7 @@ class _Level:
                     im if im.shape[1::-1] == size else cv2.resize(im, size, interpolation=cv2.INTER_AREA)
                     for im in self.images
                 ]
-            # reshape, not [None]: a zero batch stride would make torch run the nets in NCHW (2-6x slower)
+            # reshape, not [None]: a zero batch stride makes torch run the nets in NCHW, much slower here
             self.pixels = np.stack(resized) if len(resized) > 1 else resized[0].reshape(1, *resized[0].shape)
         finally:
             self.resized.set()
