@@ -103,12 +103,20 @@ async def metrics(request: Request, _: Recognize) -> Response:
 
 @router.get("/events", tags=["service"])
 async def events(request: Request, _: Recognize) -> StreamingResponse:
-    """Server-Sent Events: recognitions by the API and the cameras, unknown faces, camera errors."""
+    """Server-Sent Events: recognitions by the API, the cameras' track events, corrections, camera
+    errors. A client reconnecting with ``Last-Event-ID`` first gets what it missed (of the last 200)."""
+    last = request.headers.get("last-event-id", "")
     return StreamingResponse(
-        _services(request).bus.stream(),
+        _services(request).bus.stream(int(last) if last.isdigit() else None),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/events/recent", tags=["service"])
+async def recent_events(request: Request, _: Recognize, after: int = 0) -> list[dict[str, Any]]:
+    """The last events (at most 200) with an id above ``after``, oldest first (for polling clients)."""
+    return _services(request).bus.recent(after)
 
 
 # -- faces ------------------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -36,22 +38,32 @@ T = TypeVar("T")
 
 class EventBus:
     """Server-Sent Events fan-out: every subscriber gets its own bounded queue; a slow one loses its
-    oldest events rather than holding up the publishers (API requests, camera threads)."""
+    oldest events rather than holding up the publishers (API requests, camera threads). The last
+    ``keep`` events stay for ``recent`` and for a client reconnecting with ``Last-Event-ID``."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 200) -> None:
         self._subscribers: set[asyncio.Queue] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._recent: deque[dict[str, Any]] = deque(maxlen=keep)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     def publish(self, event: dict[str, Any]) -> None:
         """Thread-safe: callable from worker and camera threads."""
+        with self._lock:
+            event = {"id": next(self._ids), "at": round(time.time(), 3), **event}
+            self._recent.append(event)
         if self._loop is None or not self._subscribers:
             return
-        event = {"at": round(time.time(), 3), **event}
         with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
             self._loop.call_soon_threadsafe(self._deliver, event)
+
+    def recent(self, after: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self._recent if e["id"] > after]
 
     def _deliver(self, event: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
@@ -60,20 +72,27 @@ class EventBus:
                     queue.get_nowait()
             queue.put_nowait(event)
 
-    async def stream(self, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
+    async def stream(self, last_id: int | None = None, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
         queue: asyncio.Queue = asyncio.Queue(maxsize=256)
         self._subscribers.add(queue)
         try:
             yield ": connected\n\n"
+            for event in self.recent(last_id) if last_id is not None else ():
+                yield _sse(event)
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), heartbeat_s)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield f"event: {event.get('event', 'message')}\ndata: {json.dumps(event)}\n\n"
+                if last_id is None or event["id"] > last_id:
+                    yield _sse(event)
         finally:
             self._subscribers.discard(queue)
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"id: {event['id']}\nevent: {event.get('event', 'message')}\ndata: {json.dumps(event)}\n\n"
 
 
 class Services:
