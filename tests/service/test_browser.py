@@ -121,6 +121,10 @@ def test_enrol_in_the_browser_then_see_the_name_over_live_video(
             live = page.evaluate("window.faceprintLive")
             page.screenshot(path=str(shots / "live.png"))
             assert "Barack Obama" in page.inner_text("#names")
+            # Enrol from the camera: the frame in view becomes one more photo of the person.
+            page.fill("#enrol-name", "Barack Obama")
+            page.click("#enrol button")
+            page.wait_for_selector("#enrol-note:has-text('Enrolled Barack Obama')", timeout=60_000)
             updates = (live["frames"] - start) / LIVE_SECONDS
             report = {
                 "updates_per_s": round(updates, 2),
@@ -133,6 +137,9 @@ def test_enrol_in_the_browser_then_see_the_name_over_live_video(
             print(f"live page: {report}")
             if os.environ.get("FACEPRINT_LIVE_REPORT"):
                 Path(os.environ["FACEPRINT_LIVE_REPORT"]).write_text(json.dumps(report))
+
+            page.goto(server.url + "/")
+            assert "2 photos" in page.inner_text(".tile")
 
             page.goto(server.url + "/identify")
             page.set_input_files("input[name=photo]", str(examples / "two_people.jpg"))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from faceprint.errors import FaceprintError
+from faceprint.errors import FaceprintError, GalleryError
 from faceprint.service.config import ServiceConfig
 from faceprint.service.errors import ApiError
 from faceprint.service.state import ServiceState, state_path_for
@@ -43,6 +43,7 @@ VIDEO_MIN_FACE = 40
 
 @dataclass(frozen=True)
 class RecentFace:
+    face: Face
     embedding: np.ndarray
     name: str
     person_id: int | None
@@ -181,7 +182,11 @@ class Engine:
         for match in matches:
             assert match.face is not None
             crop = thumbnail(image, match.face.box)
-            recent.append(RecentFace(match.face.embedding, match.name, match.person_id, match.distance, crop))
+            recent.append(
+                RecentFace(
+                    match.face, match.face.embedding, match.name, match.person_id, match.distance, crop
+                )
+            )
             if remember_unknowns and not match.known:
                 self._remember_unknown(match.face, crop)
         result_id = uuid.uuid4().hex
@@ -260,6 +265,17 @@ class Engine:
         self._count(result.status == "enrolled")
         return result
 
+    def _put_thumbnail(self, template_id: int, person_id: int, crop: np.ndarray) -> None:
+        self.state.put_thumbnail(template_id, person_id, encode_jpeg(crop))
+        # A delete of the person (or the image) by another request in between must not leave the
+        # picture behind: check after writing, so one of the two always removes it.
+        try:
+            alive = any(t.id == template_id for t in self.gallery.templates(person_id))
+        except GalleryError:  # the person is gone
+            alive = False
+        if not alive:
+            self.state.delete_thumbnails(template_id=template_id)
+
     def remove_image(self, person_id: int, template_id: int) -> None:
         self.person(person_id)
         if template_id not in {t.id for t in self.gallery.templates(person_id)}:
@@ -316,7 +332,7 @@ class Engine:
                 source_path=f"correction:{correction}",
             )
             if added is not None and found.crop is not None:
-                self.state.put_thumbnail(added, pid, encode_jpeg(found.crop))
+                self._put_thumbnail(added, pid, found.crop)
         return {"id": correction, "template_id": added}
 
     # -- unknown faces ------------------------------------------------------------------------
@@ -400,7 +416,7 @@ class Engine:
             person = self.gallery.find(" ".join(target.split()))
             assert person is not None
             if added_ids and cluster.crop is not None:
-                self.state.put_thumbnail(added_ids[0], person.id, encode_jpeg(cluster.crop))
+                self._put_thumbnail(added_ids[0], person.id, cluster.crop)
             self._drop(cluster_id)
         return {"person_id": person.id, "name": person.name, "templates_added": len(added_ids)}
 
