@@ -1,31 +1,31 @@
-"""Open-set identification on LFW deep-funneled: faceprint's gallery against face_recognition's way.
+"""Open-set identification on LFW deep-funneled, on people disjoint from every calibration.
 
-Protocol (``faceprint.evaluation.identification.open_set_split``): the gallery holds the first image of
-every person with 2+ images; known probes are their other images; unknown probes are every image of the
-people with exactly one image.
-
-- faceprint: the default pipeline (MTCNN -> 5-point alignment -> dlib-resnet, through the evaluation
-  cache), templates enrolled in a real SQLite ``Gallery``, probes searched in it, decided at the
-  calibrated default threshold (what ``Recognizer.match_faces`` does).
-- face_recognition's way (bench/dlib_anchor.py): dlib HOG + 5-point shapes + dlib descriptors,
+Every threshold and confidence faceprint uses was fitted on LFW View 1's training people
+(``peopleDevTrain``, bench/calibrate_openset.py); this benchmark uses only the other 1,711 people:
+- gallery: the first image (``--templates 3``: the first three) of every held-out person with more
+  images than that; known probes: their other images; strangers: every held-out person with one image;
+- faceprint: templates enrolled in a real SQLite ``Gallery``, every probe decided by
+  ``Recognizer.match_faces`` (the default decision: the threshold that holds FPIR at 1% for the
+  gallery's size), for each ``--spec`` pipeline (default: dlib-resnet; ``facenet:embedder=facenet``);
+- face_recognition's way (bench/dlib_anchor.py): dlib HOG + 5 points + dlib descriptors,
   ``compare_faces`` tolerance 0.6 on raw descriptors, nearest match.
 
-Both: an image in which the detector finds no face gives no template (its person's probes can only be
-missed) and no probe embedding (a known probe is missed, an unknown one is rejected). Metrics: rank-1
-identification rate (closed set, known probes), DIR at FAR = 1% and 0.1% (threshold set on the unknown
-probes), and at each method's default threshold: unknown probes accepted as someone, and DIR.
+Columns: rank-1 (closed set); DIR at FPIR 1% (the threshold set on the strangers themselves: the best a
+threshold can do); at the default decision: the threshold, strangers named as someone (FPIR), known
+probes named as someone else (all probes, and one probe per known person), and DIR.
 
-A second table chooses how a person's several templates are combined (nearest template vs mean
-embedding): people with 4+ images, the first 3 enrolled, the rest as known probes, the single-image
-people as unknown probes.
+Corrections (``--corrections``): a stream of held-out probes (half of the multi-image people enrolled,
+the other half and the single-image people are strangers who may come back) replayed through
+``match_faces``; a simulated user corrects every wrong name once (``Recognizer.reject_face``). Wrong names
+and right names with and without the corrections, at the default decision and at the 1:1 threshold.
 
-    python bench/bench_identify_lfw.py [--every N]   # first run embeds LFW twice (cached afterwards)
+    python bench/bench_identify_lfw.py [--spec default: --spec facenet:embedder=facenet] [--templates 1 3]
+        [--anchor] [--corrections] [--cache PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -35,179 +35,213 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-NO_FACE = 1e9  # score of a probe without a face: rejected at any threshold a FAR target can choose
-
 
 @dataclass(frozen=True)
-class Scores:
-    """Nearest-identity distance of each probe, and whether the nearest identity is the right one."""
+class Outcome:
+    """Per probe: nearest distance, nearest name, the name decided ("unknown" or a person)."""
 
-    known: np.ndarray
-    known_correct: np.ndarray
-    unknown: np.ndarray
-
-
-def dir_at_far(s: Scores, far: float) -> str:
-    """DIR (threshold) at an unknown-probe FAR target, from the shared evaluation metrics; "n/a" when
-    there are too few unknown probes to measure that FAR."""
-    from faceprint.evaluation.metrics import threshold_at_far
-
-    if s.unknown.size * far < 1:
-        return f"n/a (<{1 / far:.0f} unknowns)"
-
-    d = np.r_[s.known[s.known_correct], s.unknown]
-    same = np.r_[np.ones(int(s.known_correct.sum()), bool), np.zeros(s.unknown.size, bool)]
-    point = threshold_at_far(d, same, far)
-    return f"{point.tar * float(s.known_correct.mean()):6.2%} ({point.threshold:.3f})"
+    distance: np.ndarray
+    nearest: np.ndarray
+    named: np.ndarray
+    threshold: float
 
 
-def at_threshold(s: Scores, threshold: float) -> tuple[int, float]:
-    """(unknown probes accepted, DIR) at a fixed threshold."""
-    accepted = int((s.unknown <= threshold).sum())
-    return accepted, float(np.mean(s.known_correct & (s.known <= threshold)))
+def split(labels: np.ndarray, templates: int):
+    from faceprint.evaluation.calibration import open_set_indices
+
+    return open_set_indices(labels, templates)
 
 
-def faceprint_scores(
-    vectors: dict[Path, np.ndarray],
-    gallery: list[tuple[str, Path]],
-    known: list[tuple[str, Path]],
-    unknown: list[tuple[str, Path]],
-    combine: str,
-    version: str,
-) -> tuple[Scores, float]:
-    """Enrol into a temporary SQLite gallery and search it as the Recognizer does (nearest person), at
-    the built-in threshold of that embedder ``version``."""
-    from faceprint.gallery import EmbedderKey, Gallery
+def faceprint_outcomes(analyzer, vectors, labels, s, probes) -> Outcome:
+    """Enrol ``s.gallery`` in a temporary SQLite gallery and decide each probe with match_faces."""
+    from faceprint.gallery import Gallery
+    from faceprint.recognizer import Recognizer
+    from faceprint.types import EmbedderKey, Face
 
-    key = EmbedderKey("dlib-resnet", version)
-    with tempfile.TemporaryDirectory() as tmp, Gallery.open(Path(tmp) / "g.sqlite3", combine=combine) as g:
+    key = EmbedderKey.of(analyzer.embedder)
+    with tempfile.TemporaryDirectory() as tmp, Gallery.open(Path(tmp) / "g.sqlite3") as g:
         with g.store.transaction():
-            for name, path in gallery:
-                if path in vectors:
-                    person = g.find(name)
-                    pid = person.id if person else g.add_person(name)
-                    g.add_template(pid, vectors[path], embedder=key.name, embedder_version=key.version)
-
-        def score(probes: list[tuple[str, Path]]) -> tuple[np.ndarray, np.ndarray]:
-            have = [i for i, (_, p) in enumerate(probes) if p in vectors]
-            found = g.search(np.stack([vectors[probes[i][1]] for i in have]), key)
-            dist = np.full(len(probes), NO_FACE)
-            correct = np.zeros(len(probes), bool)
-            for i, (best,) in zip(have, found, strict=True):
-                dist[i] = best.distance
-                correct[i] = best.name == probes[i][0]
-            return dist, correct
-
-        known_d, known_ok = score(known)
-        unknown_d, _ = score(unknown)
-        threshold = g.calibration(key).threshold
-    return Scores(known_d, known_ok, unknown_d), threshold
-
-
-def fr_scores(
-    enc: dict[Path, np.ndarray],
-    gallery: list[tuple[str, Path]],
-    known: list[tuple[str, Path]],
-    unknown: list[tuple[str, Path]],
-) -> Scores:
-    """face_recognition's nearest match: Euclidean distance on raw descriptors (face_distance)."""
-    from sklearn.metrics import pairwise_distances
-
-    names = [n for n, p in gallery if p in enc]
-    g = np.stack([enc[p] for n, p in gallery if p in enc])
-
-    def score(probes):
-        have = [i for i, (_, p) in enumerate(probes) if p in enc]
-        d = pairwise_distances(np.stack([enc[probes[i][1]] for i in have]), g)
-        best = d.argmin(axis=1)
-        dist = np.full(len(probes), NO_FACE)
-        correct = np.zeros(len(probes), bool)
-        dist[have] = d[np.arange(len(have)), best]
-        correct[have] = [names[b] == probes[i][0] for i, b in zip(have, best, strict=True)]
-        return dist, correct
-
-    known_d, known_ok = score(known)
-    return Scores(known_d, known_ok, score(unknown)[0])
-
-
-def row(label: str, s: Scores, threshold: float, n_faces: int, n_images: int) -> str:
-    accepted, dir_default = at_threshold(s, threshold)
-    return (
-        f"{label:<34} | {n_faces:>5}/{n_images} | {np.mean(s.known_correct):6.2%} | "
-        f"{dir_at_far(s, 1e-2):>16} | {dir_at_far(s, 1e-3):>18} | {threshold:5.3f} | "
-        f"{accepted:>4} ({accepted / s.unknown.size:6.2%}) | {dir_default:6.2%}"
+            ids = {}
+            for i, name in zip(s.gallery, s.gallery_labels, strict=True):
+                if name not in ids:
+                    ids[name] = g.add_person(name)
+                g.add_template(ids[name], vectors[i], embedder=key.name, embedder_version=key.version)
+        recognizer = Recognizer(g, analyzer)
+        faces = [Face((0.0, 0.0, 1.0, 1.0), 1.0, np.zeros((5, 2), np.float32), vectors[i]) for i in probes]
+        matches = recognizer.match_faces(faces)
+    return Outcome(
+        np.array([m.distance for m in matches]),
+        np.array([m.nearest.name for m in matches]),
+        np.array([m.name for m in matches]),
+        matches[0].threshold,
     )
 
 
-def combine_split(people: dict[str, list[Path]]):
-    gallery, known, unknown = [], [], []
-    for name, images in people.items():
-        if len(images) >= 4:
-            gallery += [(name, p) for p in images[:3]]
-            known += [(name, p) for p in images[3:]]
-        elif len(images) == 1:
-            unknown.append((name, images[0]))
-    return gallery, known, unknown
+def raw_outcomes(vectors, s, probes, tolerance: float) -> Outcome:
+    """face_recognition's nearest match on raw descriptors at ``tolerance``."""
+    g = vectors[s.gallery]
+    d = np.sqrt(((vectors[probes][:, None, :] - g[None, :, :]) ** 2).sum(-1))
+    best = d.argmin(axis=1)
+    dist = d[np.arange(len(probes)), best]
+    nearest = s.gallery_labels[best]
+    return Outcome(dist, nearest, np.where(dist <= tolerance, nearest, "unknown"), tolerance)
+
+
+def row(label: str, s, out: Outcome, one_each: np.ndarray) -> str:
+    from faceprint.evaluation.metrics import threshold_at_far
+
+    n_known = len(s.known)
+    truth = s.known_labels
+    kd, kn, knamed = out.distance[:n_known], out.nearest[:n_known], out.named[:n_known]
+    ud, unamed = out.distance[n_known:], out.named[n_known:]
+    right = kn == truth
+    point = threshold_at_far(
+        np.r_[kd[right], ud], np.r_[np.ones(right.sum(), bool), np.zeros(len(ud), bool)], 0.01
+    )
+    dir_1 = point.tar * right.mean()
+    fpir = np.mean(unamed != "unknown")
+    wrong = (knamed != "unknown") & (knamed != truth)
+    dir_default = np.mean(knamed == truth)
+    return (
+        f"{label:<34} | {len(set(s.gallery_labels)):>6} | {n_known:>5} | {len(ud):>5} | "
+        f"{right.mean():6.2%} | {dir_1:6.2%} | {out.threshold:6.3f} | {fpir:6.2%} | {wrong.mean():6.2%} | "
+        f"{wrong[one_each].mean():6.2%} | {dir_default:6.2%}"
+    )
+
+
+HEADER = (
+    f"{'method':<34} | {'people':>6} | {'known':>5} | {'strng':>5} | {'rank-1':>6} | {'DIR@1%':>6} | "
+    f"{'thr':>6} | {'FPIR':>6} | {'wrong':>6} | {'wrong1':>6} | {'DIR':>6}"
+)
+
+
+def first_each(labels: np.ndarray) -> np.ndarray:
+    """Mask of the first probe of each person (the one-probe-per-known-person check)."""
+    _, first = np.unique(labels, return_index=True)
+    mask = np.zeros(len(labels), bool)
+    mask[first] = True
+    return mask
+
+
+def corrections_replay(analyzer, vectors, labels, seed: int = 0) -> None:
+    """Replay a stream of held-out probes; a simulated user rejects every wrong name once."""
+    from faceprint.gallery import Gallery
+    from faceprint.recognizer import Recognizer
+    from faceprint.types import EmbedderKey, Face
+
+    rng = np.random.default_rng(seed)
+    key = EmbedderKey.of(analyzer.embedder)
+    names = np.unique(labels)
+    multi = [n for n in names if (labels == n).sum() >= 2]
+    enrolled = set(rng.choice(multi, len(multi) // 2, replace=False))
+    gallery = [int(np.flatnonzero(labels == n)[0]) for n in sorted(enrolled)]
+    stream = rng.permutation([i for i in range(len(labels)) if i not in set(gallery)])
+    print(
+        f"\nCorrections: {len(enrolled)} people enrolled (one template each), a stream of {len(stream)} "
+        f"probes ({np.isin(labels[stream], list(enrolled)).sum()} of enrolled people, the rest strangers, "
+        f"{len(names) - len(enrolled)} of them, some seen several times)"
+    )
+    print(
+        f"{'decision':<26} | {'corrections':>11} | {'wrong names':>11} | {'2nd half':>8} | "
+        f"{'right names':>11} | {'rejections':>10}"
+    )
+    for label, fixed in (("default (FPIR 1%)", None), ("1:1 threshold (FAR 0.1%)", "pair")):
+        for correct in (False, True):
+            with tempfile.TemporaryDirectory() as tmp, Gallery.open(Path(tmp) / "g.sqlite3") as g:
+                with g.store.transaction():
+                    for i in gallery:
+                        pid = g.add_person(str(labels[i]))
+                        g.add_template(pid, vectors[i], embedder=key.name, embedder_version=key.version)
+                recognizer = Recognizer(g, analyzer)
+                if fixed == "pair":
+                    recognizer.threshold_override = recognizer.calibration.threshold
+                wrong = np.zeros(len(stream), bool)
+                right = np.zeros(len(stream), bool)
+                for t, i in enumerate(stream):
+                    face = Face((0.0, 0.0, 1.0, 1.0), 1.0, np.zeros((5, 2), np.float32), vectors[i])
+                    m = recognizer.match_faces([face])[0]
+                    if m.known and m.name != labels[i]:
+                        wrong[t] = True
+                        if correct:
+                            recognizer.reject_face(face, m.name)
+                    right[t] = m.name == labels[i]
+                n_rej = len(g.corrections(key, kind="reject"))
+            half = len(stream) // 2
+            print(
+                f"{label:<26} | {'yes' if correct else 'no':>11} | {wrong.sum():>11} | "
+                f"{wrong[half:].sum():>8} | "
+                f"{right.sum():>11} | {n_rej:>10}"
+            )
 
 
 def main() -> None:
-    from dlib_anchor import TOLERANCE, encode_images
-    from provenance import pipeline_cache
-
-    from faceprint.evaluation.identification import open_set_split
-    from faceprint.evaluation.pairs import labelled_images
-    from faceprint.evaluation.runner import EmbeddingRunner
+    from lfw_openset import lfw_embeddings
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--every", type=int, default=1, help="keep every N-th person (sorted by name)")
+    parser.add_argument(
+        "--spec", action="append", help="pipeline configuration(s); default: the default pipeline"
+    )
+    parser.add_argument("--templates", type=int, nargs="+", default=[1, 3], help="templates per person")
+    parser.add_argument("--anchor", action="store_true", help="also face_recognition's way (dlib-bin, slow)")
+    parser.add_argument("--corrections", action="store_true", help="replay a stream with corrections")
+    parser.add_argument("--cache", type=Path, help="embedding cache file (default: faceprint's cache folder)")
     args = parser.parse_args()
 
-    root = DATA / "lfw" / "lfw-deepfunneled"
-    people = labelled_images(root)
-    keep = set(list(people)[:: args.every])
-    full = open_set_split(root)
-    split = [[(n, p) for n, p in part if n in keep] for part in (full.gallery, full.known, full.unknown)]
-    gallery, known, unknown = split
-    paths = sorted(p for n in keep for p in people[n])
-    print(
-        f"LFW open-set split, every {args.every} person(s): {len(gallery)} gallery identities, "
-        f"{len(known)} known probes, {len(unknown)} unknown probes",
-        flush=True,
-    )
+    runs = []
+    for spec in args.spec or ["default:"]:
+        from faceprint.analyzer import FaceAnalyzer
+        from faceprint.evaluation.runner import PipelineConfig
 
-    runner = EmbeddingRunner(cache=pipeline_cache())
-    version = runner.analyzer.embedder.version
-    run = runner.embed_paths(paths)
-    fp = {p: v for p, v, ok in zip(paths, run.vectors, run.found, strict=True) if ok}
-    anchor = encode_images(paths)
-    raw, found = anchor.embeddings, anchor.found
-    fr = {p: v for p, v, ok in zip(paths, raw, found, strict=True) if ok}
+        lfw = lfw_embeddings(spec, args.cache)
+        config = PipelineConfig.parse(spec)
+        analyzer = FaceAnalyzer(
+            config.detector,
+            config.embedder,
+            detector_options=dict(config.detector_options),
+            embedder_options=dict(config.embedder_options),
+        )
+        runs.append((spec, lfw, analyzer))
+    held = ~runs[0][1].train
+    labels = runs[0][1].labels[held]
+    anchor = None
+    if args.anchor:
+        from dlib_anchor import TOLERANCE, encode_images
 
-    fp_s, fp_t = faceprint_scores(fp, gallery, known, unknown, "mean", version)
-    fr_s = fr_scores(fr, gallery, known, unknown)
+        paths = [p for p, h in zip(runs[0][1].paths, held, strict=True) if h]
+        anchor = encode_images(paths).embeddings
 
-    header = (
-        f"{'method':<34} | {'faces found':>11} | {'rank-1':>6} | {'DIR@FAR=1% (thr)':>16} | "
-        f"{'DIR@FAR=0.1% (thr)':>18} | {'thr':>5} | {'unknown accepted':>16} | {'DIR@thr':>7}"
-    )
-    print(header)
-    print("-" * len(header))
-    print(row(f"faceprint (MTCNN + dlib-resnet {version})", fp_s, fp_t, len(fp), len(paths)))
-    print(row("face_recognition (HOG, tol 0.6)", fr_s, TOLERANCE, len(fr), len(paths)))
-
-    g3, k3, u3 = combine_split({n: people[n] for n in people if n in keep})
-    print(
-        f"\nCombining templates: {len(g3)} templates of {len({n for n, _ in g3})} people (3 each), "
-        f"{len(k3)} known probes, {len(u3)} unknown probes"
-    )
-    print(header)
-    print("-" * len(header))
-    for combine in ("nearest", "mean"):
-        s, t = faceprint_scores(fp, g3, k3, u3, combine, version)
-        print(row(f"faceprint, combine={combine}", s, t, len(fp), len(paths)))
+    for templates in args.templates:
+        s = split(labels, templates)
+        probes = np.r_[s.known, s.strangers]
+        one_each = first_each(s.known_labels)
+        print(
+            f"\nHeld-out LFW people, {templates} template(s) per person: "
+            f"{len(set(s.gallery_labels))} enrolled, "
+            f"{len(s.known)} known probes, {len(s.strangers)} strangers"
+        )
+        print(HEADER)
+        print("-" * len(HEADER))
+        for _, lfw, analyzer in runs:
+            vectors = lfw.vectors[held]
+            key = f"{analyzer.embedder.name} {analyzer.embedder.version}"
+            print(
+                row(f"faceprint {key}", s, faceprint_outcomes(analyzer, vectors, labels, s, probes), one_each)
+            )
+        if anchor is not None:
+            print(
+                row(
+                    f"face_recognition (tol {TOLERANCE})",
+                    s,
+                    raw_outcomes(anchor, s, probes, TOLERANCE),
+                    one_each,
+                )
+            )
+    if args.corrections:
+        for _, lfw, analyzer in runs:
+            print(f"\n[{analyzer.embedder.name} {analyzer.embedder.version}]", end="")
+            corrections_replay(analyzer, lfw.vectors[held], labels)
 
 
 if __name__ == "__main__":

@@ -119,11 +119,7 @@ def main() -> None:
         f"{'best accuracy (pairs)':<22} | {b.threshold:9.4f} | accuracy {b.accuracy:.4%} (unbalanced pairs)"
     )
     cal = fit_calibration(d, same, embedder=name, version=version, target_far=args.far, source=source)
-    conf = cal.confidence(np.array([cal.threshold, cal.midpoint]))
-    print(
-        f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (d - {cal.midpoint:.4f}))); "
-        f"at the threshold {conf[0]:.3f}"
-    )
+    print(f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (d - {cal.threshold:.4f})))")
     print(f"\n    EmbedderKey({name!r}, {version!r}): {cal!r},")
 
 

@@ -1,9 +1,15 @@
 """Recognizer: who is in this picture — a gallery name for every face, or "unknown".
 
 ``Recognizer`` composes a ``FaceAnalyzer`` (detect -> align -> embed) with a ``Gallery`` (exact search)
-and the calibrated threshold/confidence of the analyzer's embedder (``faceprint.thresholds``). Every
-same/different decision goes through :func:`decide`: a gallery's ``verify``/``identify`` and the
-gallery-free ``compare`` (:func:`verify`) alike.
+and the calibrated thresholds of the analyzer's embedder (``faceprint.thresholds``). Every 1:1
+same/different decision goes through :func:`decide`: a gallery's ``verify`` and the gallery-free
+``compare`` (:func:`verify`) alike.
+
+Identification is open-set: the nearest person is named only within the threshold that keeps the
+fraction of strangers named as someone (FPIR) at the gallery's target for its current size and templates
+per person (:meth:`Recognizer.open_set_threshold`). People whom the user said a face is not
+(:meth:`Recognizer.reject`) are skipped for that face and faces like it: faces within the 1:1 threshold
+of the rejected face and nearer to it than to the person.
 """
 
 from __future__ import annotations
@@ -13,28 +19,55 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faceprint.errors import GalleryError, ManyFacesError, NoFaceError
 from faceprint.gallery import Candidate, Gallery
-from faceprint.io import ImageInput
+from faceprint.gallery.enrollment import content_hash, quality_flags
+from faceprint.io import ImageInput, describe
 from faceprint.thresholds import Calibration, embedder_calibration
 from faceprint.types import UNKNOWN, EmbedderKey, Face
 
-__all__ = ["Candidate", "Match", "Recognizer", "Verification", "decide", "verify"]
+__all__ = [
+    "Candidate",
+    "ConfirmResult",
+    "Match",
+    "OpenSetThreshold",
+    "Recognizer",
+    "Verification",
+    "decide",
+    "verify",
+]
 
 
 @dataclass(frozen=True)
 class Match:
-    """The identity decided for one face."""
+    """The identity decided for one face, with the open-set evidence behind it."""
 
     face: Face | None
     name: str  # person name, or "unknown"
     person_id: int | None
-    distance: float  # to the best candidate; inf if the gallery is empty
-    confidence: float  # calibrated P(same person as the best candidate), in [0, 1]
-    candidates: tuple[Candidate, ...]  # top-k nearest people, nearest first
+    distance: float  # to the nearest person; inf if the gallery is empty
+    # Calibrated P(this face is the nearest person): 0.5 at the threshold, so >= 0.5 exactly when named.
+    confidence: float
+    candidates: tuple[Candidate, ...]  # top-k nearest people (rejected ones left out), nearest first
+    margin: float = math.inf  # second-nearest person's distance minus the nearest's; inf: nobody second
+    threshold: float = math.nan  # the identification threshold in force for this gallery
+    gallery_size: int = 0  # people searched
+    rejected: tuple[
+        str, ...
+    ] = ()  # nearer people skipped: the user said this face (or one like it) is not them
 
     @property
     def known(self) -> bool:
         return self.person_id is not None
+
+    @property
+    def nearest(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    @property
+    def answer_confidence(self) -> float:
+        """P(the answer is right): ``confidence`` for a name, 1 - ``confidence`` for "unknown"."""
+        return self.confidence if self.known else 1.0 - self.confidence
 
 
 @dataclass(frozen=True)
@@ -43,14 +76,36 @@ class Verification:
 
     distance: float
     same: bool
-    confidence: float  # calibrated P(same person)
+    confidence: float  # calibrated P(same person): 0.5 at the threshold, >= 0.5 exactly when ``same``
     threshold: float
 
 
+@dataclass(frozen=True)
+class OpenSetThreshold:
+    """The identification threshold of a gallery and where it comes from."""
+
+    threshold: float
+    people: int  # people of this embedder enrolled
+    source: str  # "caller", "gallery setting", "FPIR target" or "1:1 threshold" (no stranger model)
+    target_fpir: float | None  # the target it was chosen for (FPIR target only)
+    expected_fpir: float  # the stranger model's FPIR at this threshold (nan without a model)
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    """What a confirmation ("this is X") did."""
+
+    name: str
+    template_id: int | None  # the template added; None when the face failed the enrolment quality gate
+    reason: str  # why no template was added ("" when one was)
+    rejections_withdrawn: int  # earlier "not X" corrections of faces like this one, now withdrawn
+
+
 def decide(distance: float, calibration: Calibration, threshold: float | None = None) -> Verification:
-    """Same person or not at ``threshold`` (None: the calibration's), with the calibrated confidence."""
+    """Same person or not at ``threshold`` (None: the calibration's), with the calibrated confidence
+    centred on that threshold."""
     limit = calibration.threshold if threshold is None else float(threshold)
-    return Verification(distance, distance <= limit, float(calibration.confidence(distance)), limit)
+    return Verification(distance, distance <= limit, float(calibration.confidence(distance, limit)), limit)
 
 
 def verify(
@@ -85,12 +140,41 @@ class Recognizer:
         embedder = self.analyzer.embedder
         return self.gallery.calibration(EmbedderKey.of(embedder), getattr(embedder, "threshold", None))
 
+    @property
+    def key(self) -> EmbedderKey:
+        return EmbedderKey.of(self.analyzer.embedder)
+
     def threshold(self, override: float | None = None) -> float:
-        """The distance threshold in force: call > recognizer > gallery > calibration > embedder."""
+        """The 1:1 distance threshold in force: call > recognizer > gallery > calibration > embedder."""
         for value in (override, self.threshold_override):
             if value is not None:
                 return float(value)
         return self.calibration.threshold
+
+    def open_set_threshold(self, override: float | None = None) -> OpenSetThreshold:
+        """The identification threshold for the gallery as it is now: the caller's, else the gallery's
+        own setting, else the one that keeps the fraction of strangers named as someone at the
+        gallery's FPIR target for its number of people and templates per person."""
+        key = self.key
+        calibration = self.calibration
+        counts = self.gallery.template_counts(key)
+        people = sum(counts.values())
+        model = calibration.strangers
+
+        def expected(limit: float) -> float:
+            return model.fpir(limit, counts) if model is not None else math.nan
+
+        for value, source in ((override, "caller"), (self.threshold_override, "caller")):
+            if value is not None:
+                return OpenSetThreshold(float(value), people, source, None, expected(float(value)))
+        fixed = self.gallery.fixed_threshold(key)
+        if fixed is not None:
+            return OpenSetThreshold(fixed, people, "gallery setting", None, expected(fixed))
+        if model is None:
+            return OpenSetThreshold(calibration.threshold, people, "1:1 threshold", None, math.nan)
+        target = self.gallery.fpir_target(key)
+        limit = model.threshold(counts, target)
+        return OpenSetThreshold(limit, people, "FPIR target", target, expected(limit))
 
     def identify(self, image: ImageInput, top_k: int = 1, *, threshold: float | None = None) -> list[Match]:
         """A match for every face in the image, in the detector's order."""
@@ -99,31 +183,175 @@ class Recognizer:
     def match_faces(
         self, faces: list[Face], top_k: int = 1, *, threshold: float | None = None
     ) -> list[Match]:
-        """Decide each face (with an embedding) against the gallery: the nearest person if within the
-        threshold, else "unknown"; ``candidates`` lists the ``top_k`` nearest either way."""
+        """Decide each face (with an embedding) against the gallery: the nearest person not rejected for
+        it if within the open-set threshold, else "unknown"; ``candidates`` lists the ``top_k`` nearest
+        either way."""
         if not faces:
             return []
         if any(f.embedding is None for f in faces):
             raise ValueError("match_faces needs faces with embeddings (FaceAnalyzer.analyze gives them)")
-        limit = self.threshold(threshold)
+        key = self.key
+        decision = self.open_set_threshold(threshold)
         calibration = self.calibration
-        found = self.gallery.search(
-            np.stack([f.embedding for f in faces]), EmbedderKey.of(self.analyzer.embedder), top_k
-        )
+        queries = np.stack([f.embedding for f in faces]).astype(np.float32)
+        rejected_near = self._rejections_near(queries, key, calibration.threshold)
+        extra = max((len(r) for r in rejected_near), default=0)
+        found = self.gallery.search(queries, key, top_k + 1 + extra)
+        model = calibration.strangers
         matches = []
-        for face, candidates in zip(faces, found, strict=True):
-            if not candidates:
-                matches.append(Match(face, UNKNOWN, None, math.inf, 0.0, ()))
-                continue
-            best = candidates[0]
-            verdict = decide(best.distance, calibration, limit)
-            if verdict.same:
+        for face, candidates, near in zip(faces, found, rejected_near, strict=True):
+            # A person is skipped when the face is nearer a face rejected as them than to them: a
+            # rejected face acts as a negative template, so their own photos still find them.
+            skip = {c.person_id for c in candidates if near.get(c.person_id, math.inf) < c.distance}
+            kept = tuple(c for c in candidates if c.person_id not in skip)
+            rejected = tuple(c.name for c in candidates if c.person_id in skip)
+            if not kept:
                 matches.append(
-                    Match(face, best.name, best.person_id, best.distance, verdict.confidence, candidates)
+                    Match(
+                        face,
+                        UNKNOWN,
+                        None,
+                        math.inf,
+                        0.0,
+                        (),
+                        math.inf,
+                        decision.threshold,
+                        decision.people,
+                        rejected,
+                    )
                 )
+                continue
+            best = kept[0]
+            margin = kept[1].distance - best.distance if len(kept) > 1 else math.inf
+            if model is not None:
+                confidence = model.confidence(best.distance, decision.threshold)
             else:
-                matches.append(Match(face, UNKNOWN, None, best.distance, verdict.confidence, candidates))
+                confidence = float(calibration.confidence(best.distance, decision.threshold))
+            named = best.distance <= decision.threshold
+            matches.append(
+                Match(
+                    face,
+                    best.name if named else UNKNOWN,
+                    best.person_id if named else None,
+                    best.distance,
+                    confidence,
+                    kept[:top_k],
+                    margin,
+                    decision.threshold,
+                    decision.people,
+                    rejected,
+                )
+            )
         return matches
+
+    def _rejections_near(
+        self, queries: np.ndarray, key: EmbedderKey, radius: float
+    ) -> list[dict[int, float]]:
+        """For each query, {person id: distance to the nearest face rejected as that person}, over the
+        rejected faces within ``radius`` (the 1:1 threshold: a face that close is taken for the same face)."""
+        vectors, owners = self.gallery.rejections(key)
+        if not len(owners):
+            return [{} for _ in queries]
+        if vectors.shape[1] != queries.shape[1]:
+            raise GalleryError(
+                f"{self.gallery.location}: corrections of {key} have {vectors.shape[1]} dimensions, "
+                f"the query {queries.shape[1]}"
+            )
+        dist = np.sqrt(np.clip(2.0 - 2.0 * queries @ vectors.T, 0.0, None))
+        found = []
+        for row in dist:
+            near: dict[int, float] = {}
+            for j in np.flatnonzero(row <= radius):
+                pid = int(owners[j])
+                near[pid] = min(near.get(pid, math.inf), float(row[j]))
+            found.append(near)
+        return found
+
+    # -- corrections ------------------------------------------------------------------------
+
+    def reject(self, image: ImageInput, name: str, *, face_index: int | None = None) -> int:
+        """ "This face is not ``name``": from now on that face, and faces within the 1:1 threshold of it,
+        are never named ``name`` (their templates stay). The face is the one of ``image`` now named
+        ``name`` (or ``face_index``, or the only face). Returns the correction's id."""
+        faces = self.analyzer.analyze(image)
+        face = self._pick(faces, name, face_index, describe(image))
+        return self.reject_face(face, name, content_hash=content_hash(image))
+
+    def reject_face(self, face: Face, name: str, *, content_hash: str | None = None) -> int:
+        if face.embedding is None:
+            raise ValueError("reject_face needs a face with an embedding")
+        return self.gallery.add_correction(
+            name, "reject", face.embedding, self.key, content_hash=content_hash
+        )
+
+    def confirm(self, image: ImageInput, name: str, *, face_index: int | None = None) -> ConfirmResult:
+        """ "This face is ``name``": withdraws earlier rejections of ``name`` for faces like it, files the
+        confirmation, and adds the face as a template of ``name`` only when it passes the enrolment
+        quality gate (not small, not blurred). ``name`` must be enrolled already."""
+        faces = self.analyzer.analyze(image, with_chips=True)
+        face = self._pick(faces, name, face_index, describe(image))
+        source = str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else None
+        return self.confirm_face(face, name, content_hash=content_hash(image), source_path=source)
+
+    def confirm_face(
+        self, face: Face, name: str, *, content_hash: str | None = None, source_path: str | None = None
+    ) -> ConfirmResult:
+        if face.embedding is None:
+            raise ValueError("confirm_face needs a face with an embedding")
+        person = self.gallery.person(name)
+        key = self.key
+        radius = self.calibration.threshold
+        withdrawn = 0
+        with self.gallery.store.transaction():
+            for c in self.gallery.corrections(key, person.id, "reject"):
+                if float(np.linalg.norm(c.embedding - face.embedding)) <= radius:
+                    withdrawn += self.gallery.delete_correction(c.id)
+            self.gallery.add_correction(person.id, "confirm", face.embedding, key, content_hash=content_hash)
+            flags = quality_flags(face)
+            if flags:
+                return ConfirmResult(person.name, None, f"low quality face: {', '.join(flags)}", withdrawn)
+            x1, y1, x2, y2 = face.box
+            template = self.gallery.add_template(
+                person.id,
+                face.embedding,
+                embedder=key.name,
+                embedder_version=key.version,
+                source_path=source_path,
+                content_hash=content_hash,
+                score=face.score,
+                face_size=min(x2 - x1, y2 - y1),
+            )
+        reason = "" if template is not None else "this image is already one of their templates"
+        return ConfirmResult(person.name, template, reason, withdrawn)
+
+    def _pick(self, faces: list[Face], name: str, face_index: int | None, source: str) -> Face:
+        """The face a correction about ``name`` is meant for: ``face_index``, else the only face, else
+        the one face nearest to ``name`` (several faces with none clearly nearer: refused)."""
+        if not faces:
+            raise NoFaceError(f"{source}: no face found")
+        if face_index is not None:
+            if not 0 <= face_index < len(faces):
+                raise ManyFacesError(f"{source}: face {face_index} asked for, {len(faces)} found")
+            return faces[face_index]
+        if len(faces) == 1:
+            return faces[0]
+        person = self.gallery.person(name)
+        found = self.gallery.search(
+            np.stack([f.embedding for f in faces]), self.key, len(self.gallery.people())
+        )
+        distance = [
+            next((c.distance for c in cands if c.person_id == person.id), math.inf) for cands in found
+        ]
+        order = np.argsort(distance)
+        if (
+            distance[order[0]] > self.calibration.threshold
+            or distance[order[1]] <= self.calibration.threshold
+        ):
+            raise ManyFacesError(
+                f"{source}: {len(faces)} faces found and not exactly one looks like {person.name}; "
+                "pick one with face_index (--face N)"
+            )
+        return faces[int(order[0])]
 
     def verify(
         self, image_a: ImageInput, image_b: ImageInput, *, threshold: float | None = None

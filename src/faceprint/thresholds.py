@@ -1,16 +1,23 @@
 """Decision thresholds and calibrated confidence: one table, keyed by embedder name + version.
 
-A :class:`Calibration` holds the distance threshold (accept "same person" when ``distance <= threshold``)
-and a logistic model of P(same person | distance), fitted on labelled pairs with equal weight on
-same-person and different-person pairs (so the confidence reads as P(same) at even prior odds). The
-fitting lives with evaluation (``faceprint.evaluation.calibration``); this module only holds the
-built-in table and the lookup, so that every decision (``compare``, ``verify``, ``identify``, video)
-reads the same numbers.
+A :class:`Calibration` holds, for one embedder version:
+
+- the 1:1 distance threshold (``verify``/``compare`` accept "same person" when ``distance <= threshold``)
+  and the steepness of the confidence: P(same) = 1 / (1 + exp(slope * (distance - threshold))), a logistic
+  fitted on labelled pairs whose 0.5 point is moved onto the threshold, so confidence and decision
+  never disagree (it reads as P(same) at the prior odds that make the threshold the even-odds point);
+- a :class:`StrangerModel`: how near strangers come to the people of a gallery, from which the
+  identification threshold for a gallery of any size is chosen so that the false positive
+  identification rate (FPIR: strangers named as someone) stays at a target (default 1%).
+
+The fitting lives with evaluation (``faceprint.evaluation.calibration``); this module only holds the
+built-in table and the arithmetic the runtime needs, so that every decision (``compare``, ``verify``,
+``identify``, video) reads the same numbers.
 
 Which threshold applies, highest priority first: the caller's ``threshold=``, the gallery's own setting
-(``Gallery.set_threshold``), a calibration stored in the gallery (``faceprint calibrate --save``), the
-built-in calibration below, and finally the embedder's ``threshold`` attribute (a trained model file
-carries its own).
+(``Gallery.set_threshold``), then for identification the FPIR threshold for the gallery's size (target:
+``Gallery.set_fpir_target``), for 1:1 decisions the calibration's threshold (stored in the gallery by
+``faceprint calibrate --save``, else built in, else the embedder's own ``threshold`` attribute).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,31 +37,100 @@ from faceprint.types import EmbedderKey
 # Default target for the built-in thresholds: a stranger is compared with every person in a gallery, so
 # the per-pair false-accept rate must be small for "unknown" to mean something (users' first complaint).
 DEFAULT_TARGET_FAR = 1e-3
+# Default target of the identification decision: the fraction of strangers named as someone.
+DEFAULT_TARGET_FPIR = 0.01
+
+
+@dataclass(frozen=True)
+class StrangerModel:
+    """How near strangers come to the people of a gallery, fitted on LFW View 1's training people.
+
+    For a stranger and one person enrolled with a single template, log10 P(distance <= d) is the
+    quadratic ``tail`` in d (fitted over the measured 1e-7..5e-2 range; below its vertex only). A person
+    whose template is the mean of k >= 2 faces sits closer to everyone, as if every distance were
+    ``shift(k)`` smaller. A stranger's distances to different people are taken as independent, so
+    FPIR(t) = 1 - prod over people (1 - P(distance <= t)): LFW's training people follow it within their
+    sampling noise up to the 3,000 people tried (``bench/calibrate_openset.py`` prints both).
+    """
+
+    tail: tuple[float, float, float]  # log10 per-pair false-accept rate = tail[0] d^2 + tail[1] d + tail[2]
+    shift_2: float  # shift(2): how much closer a mean of two templates sits to strangers
+    shift_per_doubling: float  # shift(k) grows by this much each time k doubles
+    slope: float  # steepness of the identification confidence, per unit distance
+    source: str
+
+    def shift(self, templates: int) -> float:
+        if templates <= 1:
+            return 0.0
+        return self.shift_2 + self.shift_per_doubling * math.log2(templates / 2)
+
+    def pair_far(self, distance: float) -> float:
+        """P(a stranger is within ``distance`` of one single-template person)."""
+        a, b, c = self.tail
+        d = min(distance, -b / (2 * a))  # the quadratic rises up to its vertex only
+        return min(1.0, 10.0 ** (a * d * d + b * d + c))
+
+    def fpir(self, threshold: float, people: Mapping[int, int]) -> float:
+        """Expected fraction of strangers within ``threshold`` of someone in a gallery of
+        ``people[k]`` people with k templates each (mean-combined)."""
+        log_none = 0.0
+        for templates, count in people.items():
+            far = self.pair_far(threshold + self.shift(templates))
+            if far >= 1.0:
+                return 1.0
+            log_none += count * math.log1p(-far)
+        return -math.expm1(log_none)
+
+    def threshold(self, people: Mapping[int, int], target: float = DEFAULT_TARGET_FPIR) -> float:
+        """The largest distance threshold whose expected FPIR is at most ``target``."""
+        if not 0.0 < target < 1.0:
+            raise GalleryError(f"the FPIR target must be between 0 and 1, got {target}")
+        if not any(people.values()):
+            return 0.0
+        a, b, _ = self.tail
+        lo, hi = 0.0, -b / (2 * a)
+        for _ in range(50):  # bisection: FPIR rises with the threshold; 50 halvings reach 1e-15
+            mid = (lo + hi) / 2
+            if self.fpir(mid, people) > target:
+                hi = mid
+            else:
+                lo = mid
+        return lo
+
+    def confidence(self, distance: float | np.ndarray, threshold: float) -> float | np.ndarray:
+        """P(the face is the nearest person), 0.5 at the identification threshold in force."""
+        return _logistic(self.slope, distance, threshold)
+
+
+def _logistic(slope: float, distance: float | np.ndarray, centre: float) -> float | np.ndarray:
+    d = np.asarray(distance, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        p = 1.0 / (1.0 + np.exp(slope * (d - centre)))
+    return float(p) if p.ndim == 0 else p
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Threshold and P(same | distance) = 1 / (1 + exp(slope * (distance - midpoint)))."""
+    """1:1 threshold and P(same | distance) = 1 / (1 + exp(slope * (distance - threshold))), and the
+    stranger model of identification."""
 
     embedder: str
     threshold: float
     slope: float
-    midpoint: float  # distance where the confidence is 0.5
     far: float  # false-accept rate at ``threshold`` on the calibration pairs
     tar: float  # true-accept rate at ``threshold`` on the calibration pairs
     source: str  # what data produced it
     version: str = ""  # the embedder version it was fitted on ("" in calibrations saved before versions)
+    strangers: StrangerModel | None = None  # None: identification uses the 1:1 threshold
 
     @property
     def key(self) -> EmbedderKey:
         return EmbedderKey(self.embedder, self.version)
 
-    def confidence(self, distance: float | np.ndarray) -> float | np.ndarray:
-        """Calibrated P(same person) in [0, 1]; infinite distance (empty gallery) gives 0."""
-        d = np.asarray(distance, dtype=np.float64)
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(self.slope * (d - self.midpoint)))
-        return float(p) if p.ndim == 0 else p
+    def confidence(self, distance: float | np.ndarray, threshold: float | None = None) -> float | np.ndarray:
+        """Calibrated P(same person) in [0, 1], 0.5 at ``threshold`` (default: the calibration's), so
+        it is above 0.5 exactly when the decision is "same"; infinite distance gives 0."""
+        return _logistic(self.slope, distance, self.threshold if threshold is None else threshold)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -61,32 +138,48 @@ class Calibration:
     @classmethod
     def from_json(cls, text: str) -> Calibration:
         try:
-            return cls(**json.loads(text))
-        except (TypeError, ValueError) as err:
+            fields = json.loads(text)
+            # Saved before the confidence was centred on the threshold: its own centre no longer applies.
+            fields.pop("midpoint", None)
+            if fields.get("strangers") is not None:
+                fields["strangers"] = StrangerModel(
+                    **{**fields["strangers"], "tail": tuple(fields["strangers"]["tail"])}
+                )
+            return cls(**fields)
+        except (TypeError, ValueError, KeyError) as err:
             raise GalleryError(f"unreadable stored calibration ({err})") from err
 
 
-# The built-in table. Every entry is reproduced by `python bench/calibrate_thresholds.py --emb flip=...`
-# (the default pipeline on all of LFW deep-funneled); its figures are in docs/gallery.md.
+# The built-in table, fitted on LFW View 1's training people only (peopleDevTrain: 4,038 people, 9,525
+# images), so that every open-set figure can be reported on the 1,711 people disjoint from them. The
+# default entry is reproduced by `python bench/calibrate_openset.py`, which also checks it on the held-out
+# people; its figures are in docs/gallery.md.
 _DLIB_FLIP = EmbedderKey("dlib-resnet", "2+flip")  # the default: each face averaged with its mirror
 _DLIB_ONE_VIEW = EmbedderKey("dlib-resnet", "2")
 BUILTIN: dict[EmbedderKey, Calibration] = {
     _DLIB_FLIP: Calibration(
         embedder=_DLIB_FLIP.name,
         version=_DLIB_FLIP.version,
-        threshold=0.3771,
-        slope=66.49,
-        midpoint=0.4223,
+        threshold=0.3766,
+        slope=66.50,
         far=0.0010,
-        tar=0.9483,
-        source="LFW deep-funneled, flip TTA: 33,078 same-person / 2,000,000 different-person pairs",
+        tar=0.9502,
+        source="LFW View 1 training people, flip TTA: 23,802 same-person / 2,000,000 different-person pairs",
+        strangers=StrangerModel(
+            tail=(-40.205, 53.4298, -17.4166),
+            shift_2=0.01631,
+            shift_per_doubling=0.00943,
+            slope=68.06,
+            source="LFW View 1 training people (4,038 people, 9,525 images), flip TTA",
+        ),
     ),
+    # One view per face: the 1:1 figures of `python bench/calibrate_thresholds.py --emb flip=false` (all of
+    # LFW). No stranger model was fitted for it: identification uses its 1:1 threshold.
     _DLIB_ONE_VIEW: Calibration(
         embedder=_DLIB_ONE_VIEW.name,
         version=_DLIB_ONE_VIEW.version,
         threshold=0.3848,
         slope=67.59,
-        midpoint=0.4334,
         far=0.0010,
         tar=0.9337,
         source="LFW deep-funneled, one view: 33,078 same-person / 2,000,000 different-person pairs",
@@ -114,7 +207,6 @@ def fallback_calibration(key: EmbedderKey, threshold: float) -> Calibration:
         version=key.version,
         threshold=threshold,
         slope=BUILTIN[_DLIB_FLIP].slope,
-        midpoint=threshold,
         far=math.nan,
         tar=math.nan,
         source="uncalibrated: centred on the embedder's own threshold",

@@ -17,10 +17,47 @@ def test_calibration_threshold_at_far_and_confidence() -> None:
     )
     assert np.mean(diff <= cal.threshold) <= 0.01 < np.mean(diff <= cal.threshold + 0.01)
     assert cal.tar == pytest.approx(np.mean(same <= cal.threshold))
-    # Balanced classes with equal spread would put P = 0.5 midway; here the wider different-person
-    # distribution pulls it a little toward the same-person side of 0.45.
-    assert 0.40 < cal.midpoint < 0.47
-    assert cal.confidence(cal.midpoint) == pytest.approx(0.5)
+    # The confidence agrees with the decision: 0.5 exactly at the threshold (or one passed in).
+    assert cal.confidence(cal.threshold) == pytest.approx(0.5)
+    assert cal.confidence(0.5, 0.5) == pytest.approx(0.5)
+    # Its steepness is the balanced logistic's: two normals with spreads 0.05 and 0.07 give a slope of
+    # the order of (mean gap) / (variance) ~ 0.3 / 0.0037 ~ 80 (a logistic only approximates the ratio).
+    assert 30 < cal.slope < 150
     grid = cal.confidence(np.linspace(0, 2, 50))
     assert np.all(np.diff(grid) < 0) and grid[0] > 0.99 and grid[-1] < 0.01
     assert cal.confidence(float("inf")) == 0.0
+
+
+def test_expected_calibration_error_of_a_calibrated_and_an_overconfident_forecast() -> None:
+    from faceprint.evaluation.calibration import expected_calibration_error
+
+    rng = np.random.default_rng(12)
+    p = rng.uniform(0, 1, 200_000)
+    outcome = rng.uniform(0, 1, p.size) < p
+    # Calibrated: only sampling noise (~1/sqrt(20k) per bin).
+    assert expected_calibration_error(p, outcome) < 0.01
+    # Pushed toward 0 and 1: off by ~0.1 on average.
+    assert expected_calibration_error(np.clip(1.4 * (p - 0.5) + 0.5, 0, 1), outcome) > 0.07
+
+
+def test_stranger_model_matches_simulated_strangers() -> None:
+    """On synthetic embeddings (random unit vectors: independent distances, as the model assumes) the
+    fitted model's threshold holds the FPIR of fresh galleries at the target."""
+    from faceprint.evaluation.calibration import fit_tail, impostor_cdf
+    from faceprint.thresholds import StrangerModel
+
+    rng = np.random.default_rng(13)
+    dim = 24  # low dimension: distances spread enough for a measurable tail with 4k vectors
+    x = rng.standard_normal((4000, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    grid, cdf = impostor_cdf(x, np.arange(4000).astype(str))
+    model = StrangerModel(fit_tail(grid, cdf), 0.0, 0.0, 1.0, "synthetic")
+    for n in (10, 100):
+        limit = model.threshold({1: n}, 0.05)
+        gallery = rng.standard_normal((200, n, dim)).astype(np.float32)
+        gallery /= np.linalg.norm(gallery, axis=2, keepdims=True)
+        probe = rng.standard_normal((200, dim)).astype(np.float32)
+        probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+        best = np.sqrt(np.clip(2 - 2 * np.einsum("gnd,gd->gn", gallery, probe), 0, None)).min(axis=1)
+        # 200 galleries: the binomial spread of a 5% rate is ~1.5 points; 3 sigma allowed
+        assert abs(np.mean(best <= limit) - 0.05) < 0.045

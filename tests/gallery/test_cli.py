@@ -18,6 +18,12 @@ import pytest
 from faceprint.cli import main
 from faceprint.gallery import Gallery
 from faceprint.io import load_image
+from faceprint.thresholds import BUILTIN
+from faceprint.types import EmbedderKey
+
+# The built-in 1:1 thresholds as the CLI prints them (with flip: the default; one view: --no-flip).
+FLIP = f"{BUILTIN[EmbedderKey('dlib-resnet', '2+flip')].threshold:.4f}"
+ONE_VIEW = f"{BUILTIN[EmbedderKey('dlib-resnet', '2')].threshold:.4f}"
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
@@ -44,7 +50,9 @@ def test_identify_and_people_commands(
     faces = json.loads(out)["faces"]
     assert code == 0 and sorted(f["name"] for f in faces) == ["biden", "obama", "unknown"]
     assert all(len(f["candidates"]) == 2 for f in faces)
-    assert all(f["confidence"] > 0.5 for f in faces if f["name"] != "unknown")
+    # The probability agrees with the decision; the open-set evidence comes with every face.
+    assert all((f["p_nearest"] >= 0.5) == (f["name"] != "unknown") for f in faces)
+    assert all(f["gallery_size"] == 2 and f["threshold"] > 0 and f["margin"] > 0 for f in faces)
     assert load_image(tmp_path / "drawn" / "obama_and_biden.jpg").shape == load_image(group).shape
 
     code, out, _ = run(["people", "list", "--json", *gallery], capsys)
@@ -67,9 +75,9 @@ def test_no_flip_queries_a_one_view_gallery(
     shutil.copy(enrolled, tmp_path / "g.sqlite3")
     gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
     code, flip, _ = run(["threshold", *gallery], capsys)
-    assert code == 0 and "0.3771" in flip
+    assert code == 0 and FLIP in flip
     code, single, _ = run(["--no-flip", "threshold", *gallery], capsys)
-    assert code == 0 and "0.3848" in single
+    assert code == 0 and ONE_VIEW in single
     photo = str(knn_dir / "test" / "obama_and_biden.jpg")
     code, _, err = run(["--no-flip", "identify", photo, *gallery], capsys)
     assert code == 1 and "cannot be compared" in err
@@ -86,7 +94,7 @@ def test_compare_decides_as_verify(
     gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
     a, b = str(knn_dir / "train" / "obama" / "obama.jpg"), str(knn_dir / "train" / "obama" / "obama2.jpg")
     pattern = re.compile(r"distance (\d\.\d{4}) \(threshold (\d\.\d{4})\)")
-    for flag, threshold in (([], "0.3771"), (["--no-flip"], "0.3848")):
+    for flag, threshold in (([], FLIP), (["--no-flip"], ONE_VIEW)):
         code, compared, _ = run([*flag, "compare", a, b], capsys)
         assert code == 0 and "same person" in compared
         code, verified, _ = run([*flag, "verify", a, b, *gallery], capsys)
@@ -108,7 +116,7 @@ def test_calibrate_honours_no_flip(knn_dir: Path, tmp_path: Path, capsys: pytest
     code, single, _ = run(["--no-flip", "threshold", *gallery], capsys)
     assert code == 0 and f"threshold {fitted}" in single and "generated pairs" in single
     code, flip, _ = run(["threshold", *gallery], capsys)  # the default (flip) keeps its built-in calibration
-    assert code == 0 and "threshold 0.3771" in flip
+    assert code == 0 and f"threshold {FLIP}" in flip
     with Gallery.open(tmp_path / "g.sqlite3") as g:
         assert g.store.get_setting("calibration:dlib-resnet@2") is not None
         assert g.store.get_setting("calibration:dlib-resnet@2+flip") is None
@@ -173,3 +181,40 @@ def test_kill_9_during_enroll_dir_then_rerun_completes(tmp_path: Path, lfw_peopl
         assert len(g) == len(report.enrolled) + interrupted == total - len(report.refused)
         hashes = [t.content_hash for t in g.templates()]
         assert len(hashes) == len(set(hashes))
+
+
+@pytest.mark.slow
+def test_correct_wrong_confirm_and_threshold_commands(
+    tmp_path: Path, lfw_dir: Path, analyzer, capsys: pytest.CaptureFixture
+) -> None:
+    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    blair, powell = (lfw_dir / n / f"{n}_0001.jpg" for n in ("Tony_Blair", "Colin_Powell"))
+    assert run(["enroll", "blair", str(blair), *gallery], capsys)[0] == 0
+    # A lax fixed threshold names Powell "blair"; the user says that is wrong.
+    assert run(["threshold", "1.5", *gallery], capsys)[0] == 0
+    code, out, _ = run(["identify", str(powell), "--json", *gallery], capsys)
+    assert code == 0 and json.loads(out)["faces"][0]["name"] == "blair"
+    code, out, _ = run(["correct", "wrong", str(powell), "--name", "blair", *gallery], capsys)
+    assert code == 0 and "is not blair" in out
+    code, out, _ = run(["identify", str(powell), "--json", *gallery], capsys)
+    face = json.loads(out)["faces"][0]
+    assert face["name"] == "unknown" and face["rejected"] == ["blair"]
+    code, out, _ = run(["correct", "list", *gallery], capsys)
+    assert code == 0 and "face is not blair" in out and "1 correction(s)" in out
+    # Confirming a good photo adds a template; a person who is not enrolled is refused in one line.
+    code, out, _ = run(
+        [
+            "correct",
+            "confirm",
+            str(lfw_dir / "Tony_Blair" / "Tony_Blair_0002.jpg"),
+            "--name",
+            "blair",
+            *gallery,
+        ],
+        capsys,
+    )
+    assert code == 0 and "added as a template" in out
+    code, _, err = run(["correct", "confirm", str(powell), "--name", "nobody", *gallery], capsys)
+    assert code == 1 and "no person 'nobody'" in err and "Traceback" not in err
+    code, out, _ = run(["threshold", "--reset", "--fpir", "0.005", *gallery], capsys)
+    assert code == 0 and "for 1 people, chosen for FPIR 0.50%" in out and "expected FPIR 0.50%" in out

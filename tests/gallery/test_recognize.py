@@ -21,10 +21,13 @@ def test_identify_names_both_people_of_a_group_photo(enrolled: Path, knn_dir: Pa
     with Gallery.open(enrolled) as g:
         recognizer = Recognizer(g, analyzer)
         matches = recognizer.identify(knn_dir / "test" / "obama_and_biden.jpg", top_k=2)
-        threshold = recognizer.calibration.threshold
+        threshold = recognizer.open_set_threshold().threshold
     # Left to right: Biden, Obama, and a child in the corner who is nobody we know.
     by_x = sorted(matches, key=lambda m: m.face.box[0])
     assert [m.name for m in by_x] == ["biden", "obama", "unknown"]
+    for m in by_x:
+        assert m.threshold == threshold and m.gallery_size == 2
+        assert m.margin == pytest.approx(m.candidates[1].distance - m.candidates[0].distance)
     for m in by_x[:2]:
         assert m.known and m.distance <= threshold and 0.5 < m.confidence <= 1.0
         # The runner-up is the other person, farther away.
@@ -161,3 +164,62 @@ def test_several_templates_per_person_either_combination(
                 centre = own.sum(axis=0) / np.linalg.norm(own.sum(axis=0))
                 want = np.linalg.norm(centre - probe.embedding)
             assert m.distance == pytest.approx(want, abs=1e-4)
+
+
+def test_open_set_threshold_follows_gallery_size_and_target(tmp_path: Path, analyzer) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((300, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        recognizer = Recognizer(g, analyzer)
+        key = recognizer.key
+        limits = []
+        for n in (10, 100, 300):
+            with g.store.transaction():
+                for i in range(len(g.people()), n):
+                    g.add_template(
+                        g.add_person(f"p{i}"), vectors[i], embedder=key.name, embedder_version=key.version
+                    )
+            found = recognizer.open_set_threshold()
+            assert found.people == n and found.source == "FPIR target"
+            # The model's FPIR at its own threshold is the target (bisection to ~1e-15 in distance).
+            assert found.expected_fpir == pytest.approx(0.01, rel=1e-6)
+            limits.append(found.threshold)
+        assert limits[0] > limits[1] > limits[2]  # more people enrolled: a stricter threshold
+        # A second template makes that person's mean nearer to everyone: stricter again.
+        g.add_template("p0", vectors[0] + 0.1 * vectors[1], embedder=key.name, embedder_version=key.version)
+        assert recognizer.open_set_threshold().threshold < limits[2]
+        g.set_fpir_target(key, 0.05)
+        assert recognizer.open_set_threshold().threshold > limits[2]
+        g.set_threshold(key, 0.3)
+        assert recognizer.open_set_threshold().source == "gallery setting"
+        assert recognizer.open_set_threshold(0.2).threshold == 0.2
+
+
+def test_rejection_stops_that_face_and_faces_like_it_confirmation_passes_the_gate(
+    tmp_path: Path, lfw_dir: Path, analyzer
+) -> None:
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        assert g.enroll_image("blair", lfw(lfw_dir, "Tony_Blair", 1), analyzer).status == "enrolled"
+        recognizer = Recognizer(g, analyzer, threshold=1.5)  # lax: anyone is named blair
+        powell = [recognizer.identify(lfw(lfw_dir, "Colin_Powell", i))[0] for i in (1, 2, 3)]
+        assert [m.name for m in powell] == ["blair"] * 3
+        recognizer.reject(lfw(lfw_dir, "Colin_Powell", 1), "blair")
+        # That face and the other photos of Powell (within the 1:1 threshold of it) are no longer blair.
+        again = [recognizer.match_faces([m.face])[0] for m in powell]
+        assert [(m.name, m.rejected) for m in again] == [("unknown", ("blair",))] * 3
+        # Blair himself still is, and his template is still there.
+        assert recognizer.identify(lfw(lfw_dir, "Tony_Blair", 2))[0].name == "blair"
+        assert g.person("blair").n_templates == 1
+        # Confirming a good photo adds a template and withdraws rejections of faces like it.
+        done = recognizer.confirm(lfw(lfw_dir, "Colin_Powell", 2), "blair")
+        assert done.template_id is not None and done.rejections_withdrawn == 1
+        assert g.person("blair").n_templates == 2
+        # A face under the enrolment size gate is confirmed without becoming a template.
+        small = cv2.resize(
+            load_image(lfw(lfw_dir, "Tony_Blair", 3)), (100, 100), interpolation=cv2.INTER_AREA
+        )
+        result = recognizer.confirm(small, "blair")
+        assert result.template_id is None and "small" in result.reason
+        assert g.person("blair").n_templates == 2
+        assert len(g.corrections(recognizer.key, "blair", "confirm")) == 2

@@ -235,6 +235,8 @@ def test_thresholds_per_gallery_override_the_builtin(gallery: Gallery) -> None:
     builtin = gallery.calibration(DEFAULT)
     assert 0 < builtin.threshold < 2
     assert builtin.confidence(builtin.threshold - 0.2) > 0.5 > builtin.confidence(builtin.threshold + 0.4)
+    assert builtin.confidence(builtin.threshold) == pytest.approx(0.5)  # agrees with the decision
+    assert builtin.strangers is not None
     gallery.set_threshold(DEFAULT, 0.3)
     assert gallery.calibration(DEFAULT).threshold == 0.3
     gallery.set_threshold(DEFAULT, None)

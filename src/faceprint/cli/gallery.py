@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 people_app = typer.Typer(
     help="List, show, rename, merge, delete, export and import people.", no_args_is_help=True
 )
+correct_app = typer.Typer(
+    help="Correct identify: 'wrong' (this face is not NAME) or 'confirm' (it is NAME); 'list' them.",
+    no_args_is_help=True,
+)
+NameOpt = Annotated[str, typer.Option("--name", help="The enrolled person the correction is about.")]
+FaceOpt = Annotated[
+    int | None, typer.Option("--face", help="Which face (identify's #N) when the image has several.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +40,7 @@ def register(app: typer.Typer) -> None:
     app.command()(calibrate)
     app.command()(threshold)
     app.add_typer(people_app, name="people")
+    app.add_typer(correct_app, name="correct")
 
 
 def _print_result(result: EnrollResult) -> None:
@@ -161,25 +170,37 @@ def identify(
 def _match_text(m: Match) -> str:
     x1, y1, x2, y2 = m.face.box if m.face is not None else (0, 0, 0, 0)
     where = f"box=({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})"
-    if math.isinf(m.distance):
-        return f"{m.name} (the gallery is empty)  {where}"
+    skipped = f"; not {', '.join(m.rejected)} (corrected)" if m.rejected else ""
+    if m.nearest is None:
+        empty = "nobody left after corrections" if m.rejected else "the gallery is empty"
+        return f"{m.name} ({empty}{skipped})  {where}"
+    second = "" if math.isinf(m.margin) else f", next person +{m.margin:.3f}"
+    evidence = (
+        f"distance {m.distance:.3f} vs threshold {m.threshold:.3f} for {m.gallery_size} people"
+        f"{second}{skipped}; P(is {m.nearest.name}) {m.confidence:.2f}"
+    )
     if not m.known:
-        nearest = m.candidates[0]
-        return (
-            f"unknown  (nearest {nearest.name} at distance {m.distance:.3f}, beyond the threshold; "
-            f"P(same) {m.confidence:.2f})  {where}"
-        )
-    return f"{m.name}  (distance {m.distance:.3f}, confidence {m.confidence:.2f})  {where}"
+        return f"unknown  (nearest {m.nearest.name}: {evidence})  {where}"
+    return f"{m.name}  ({evidence})  {where}"
 
 
 def _match_json(m: Match) -> dict:
+    def number(v: float) -> float | None:
+        return None if not math.isfinite(v) else round(v, 5)
+
     return {
         "box": [round(v, 2) for v in m.face.box] if m.face is not None else None,
         "score": round(m.face.score, 5) if m.face is not None else None,
         "name": m.name,
         "person_id": m.person_id,
-        "distance": None if math.isinf(m.distance) else round(m.distance, 5),
-        "confidence": round(m.confidence, 5),
+        "distance": number(m.distance),
+        "threshold": number(m.threshold),
+        "margin": number(m.margin),
+        "gallery_size": m.gallery_size,
+        # P(the face is the nearest person): >= 0.5 exactly when it is named
+        "p_nearest": round(m.confidence, 5),
+        "nearest": m.nearest.name if m.nearest is not None else None,
+        "rejected": list(m.rejected),
         "candidates": [
             {"name": c.name, "person_id": c.person_id, "distance": round(c.distance, 5)} for c in m.candidates
         ],
@@ -245,7 +266,7 @@ def calibrate(
     )
     typer.echo(f"pairs: {pair_set.source}; embedder {key}")
     typer.echo(f"threshold {cal.threshold:.4f}: FAR {cal.far:.4%}, TAR {cal.tar:.4%}")
-    typer.echo(f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (distance - {cal.midpoint:.4f})))")
+    typer.echo(f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (distance - {cal.threshold:.4f})))")
     if save:
         with _open(gallery) as g:
             g.save_calibration(cal)
@@ -254,24 +275,110 @@ def calibrate(
 
 def threshold(
     ctx: typer.Context,
-    value: Annotated[float | None, typer.Argument(help="New distance threshold for this gallery.")] = None,
+    value: Annotated[
+        float | None, typer.Argument(help="Fix this gallery's distance threshold (for identify and verify).")
+    ] = None,
+    fpir: Annotated[
+        float | None,
+        typer.Option(help="Target fraction of strangers named as someone (default 0.01), for identify."),
+    ] = None,
     reset: Annotated[
-        bool, typer.Option(help="Drop the gallery's own threshold (back to calibrated).")
+        bool, typer.Option(help="Drop the gallery's own threshold and FPIR target (back to calibrated).")
     ] = False,
     gallery: GalleryOpt = None,
 ) -> None:
-    """Show or set the gallery's decision threshold for the embedder in use (with --no-flip: one view)."""
+    """Show or set the gallery's decision thresholds for the embedder in use (with --no-flip: one view).
+
+    identify names a face only within the threshold that keeps the fraction of strangers named as
+    someone (FPIR) at the target for the gallery's current number of people; verify and compare use the
+    1:1 threshold."""
     from faceprint.recognizer import Recognizer
-    from faceprint.types import EmbedderKey
 
     with _open(gallery) as g:
         recognizer = Recognizer(g, cli_analyzer(ctx))
-        key = EmbedderKey.of(recognizer.analyzer.embedder)
-        if value is not None or reset:
-            g.set_threshold(key, None if reset else value)
+        key = recognizer.key
+        if reset:
+            g.set_threshold(key, None)
+            g.set_fpir_target(key, None)
+        if value is not None:
+            g.set_threshold(key, value)
+        if fpir is not None:
+            g.set_fpir_target(key, fpir)
         cal = recognizer.calibration
+        open_set = recognizer.open_set_threshold()
     rates = "" if math.isnan(cal.far) else f" (FAR {cal.far:.3%}, TAR {cal.tar:.2%} on {cal.source})"
-    typer.echo(f"{key.name}: threshold {cal.threshold:.4f}{rates}")
+    typer.echo(f"{key}: 1:1 threshold {cal.threshold:.4f}{rates}")
+    line = f"identify: threshold {open_set.threshold:.4f} for {open_set.people} people"
+    if open_set.target_fpir is not None:
+        line += f", chosen for FPIR {open_set.target_fpir:.2%} (strangers named as someone)"
+    else:
+        line += f" ({open_set.source})"
+    if not math.isnan(open_set.expected_fpir):
+        line += f"; expected FPIR {open_set.expected_fpir:.2%}"
+    typer.echo(line)
+    if cal.strangers is not None:
+        typer.echo(f"stranger model: {cal.strangers.source}")
+
+
+@correct_app.command("wrong")
+def correct_wrong(
+    ctx: typer.Context,
+    image: Annotated[Path, typer.Argument(help="The image in which a face was wrongly named.")],
+    name: NameOpt,
+    face: FaceOpt = None,
+    gallery: GalleryOpt = None,
+) -> None:
+    """This face is not NAME: never name it, or faces like it, NAME again (NAME's templates stay)."""
+    from faceprint.recognizer import Recognizer
+
+    with _open(gallery) as g:
+        Recognizer(g, cli_analyzer(ctx)).reject(image, name, face_index=face)
+        person = g.person(name)
+    typer.echo(f"noted: the face in {image} is not {person.name}")
+
+
+@correct_app.command("confirm")
+def correct_confirm(
+    ctx: typer.Context,
+    image: Annotated[Path, typer.Argument(help="The image with a face of NAME.")],
+    name: NameOpt,
+    face: FaceOpt = None,
+    gallery: GalleryOpt = None,
+) -> None:
+    """This face is NAME: added as a template of NAME if it passes the enrolment quality gate."""
+    from faceprint.recognizer import Recognizer
+
+    with _open(gallery) as g:
+        result = Recognizer(g, cli_analyzer(ctx)).confirm(image, name, face_index=face)
+    withdrawn = (
+        f"; withdrew {result.rejections_withdrawn} earlier 'wrong'" if result.rejections_withdrawn else ""
+    )
+    if result.template_id is not None:
+        typer.echo(f"confirmed {result.name}: added as a template{withdrawn}")
+    else:
+        typer.echo(f"confirmed {result.name}: no template added ({result.reason}){withdrawn}")
+
+
+@correct_app.command("list")
+def correct_list(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("--name", help="Only this person's corrections.")] = None,
+    gallery: GalleryOpt = None,
+) -> None:
+    """The corrections filed for the embedder in use, oldest first."""
+    import datetime
+
+    from faceprint.types import EmbedderKey
+
+    key = EmbedderKey.of(cli_analyzer(ctx).embedder)
+    with _open(gallery) as g:
+        names = {p.id: p.name for p in g.people()}
+        found = g.corrections(key, name)
+    for c in found:
+        when = datetime.datetime.fromtimestamp(c.created).isoformat(timespec="seconds")
+        verdict = "is not" if c.kind == "reject" else "is"
+        typer.echo(f"{c.id:6}  {when}  face {verdict} {names.get(c.person_id, '?')}")
+    typer.echo(f"{len(found)} correction(s) for {key} in {g.location}")
 
 
 @people_app.command("list")

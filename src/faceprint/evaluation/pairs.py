@@ -185,3 +185,26 @@ def _sample_unique(count: int, draw: Callable[[], tuple[Path, Path]]) -> list[tu
         a, b = draw()
         seen.setdefault(frozenset((a, b)), (a, b))
     return list(seen.values())
+
+
+def read_lfw_people(path: Path | str) -> dict[str, int]:
+    """``{person: image count}`` of an LFW people file (``peopleDevTrain.txt``: a count line, then
+    ``NAME COUNT`` lines; ``people.txt``: folds of such blocks, each after its own count line)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise EvaluationError(f"{path}: cannot read ({e.strerror or e})") from e
+    people = {}
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                people[parts[0]] = int(parts[1])
+            except ValueError as e:
+                raise EvaluationError(f"{path}:{lineno}: expected NAME COUNT, got {line!r}") from e
+        elif len(parts) > 2:
+            raise EvaluationError(f"{path}:{lineno}: expected NAME COUNT, got {line!r}")
+    if not people:
+        raise EvaluationError(f"{path}: no people listed")
+    return people

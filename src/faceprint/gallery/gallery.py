@@ -28,7 +28,7 @@ from faceprint.gallery.store import (
     Person,
     Template,
 )
-from faceprint.thresholds import Calibration, calibration_for
+from faceprint.thresholds import DEFAULT_TARGET_FPIR, Calibration, builtin_calibration, calibration_for
 from faceprint.types import UNKNOWN, EmbedderKey
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class Gallery:
         self.store = store
         self.combine: Combine = combine
         self._indexes: dict[EmbedderKey, tuple[int, MatchIndex, dict[int, str]]] = {}
+        self._rejections: dict[EmbedderKey, tuple[int, np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -207,6 +208,20 @@ class Gallery:
     def delete_correction(self, correction_id: int) -> bool:
         return self.store.delete_correction(correction_id)
 
+    def rejections(self, embedder: EmbedderKey) -> tuple[np.ndarray, np.ndarray]:
+        """Every "reject" correction of one embedder as arrays: (embeddings (R, D), person ids (R,)),
+        read again only when the store has changed."""
+        generation = self.store.generation()
+        with self._lock:
+            cached = self._rejections.get(embedder)
+            if cached is None or cached[0] != generation:
+                found = self.store.corrections(embedder, kind="reject")
+                dim = found[0].embedding.size if found else 0
+                vectors = np.stack([c.embedding for c in found]) if found else np.zeros((0, dim), np.float32)
+                cached = (generation, vectors, np.array([c.person_id for c in found], np.int64))
+                self._rejections[embedder] = cached
+            return cached[1], cached[2]
+
     def __len__(self) -> int:
         """Number of templates."""
         return sum(p.n_templates for p in self.people())
@@ -226,6 +241,15 @@ class Gallery:
                 cached = (generation, index, {p.id: p.name for p in self.people()})
                 self._indexes[key] = cached
             return cached[1], cached[2]
+
+    def template_counts(self, embedder: EmbedderKey) -> dict[int, int]:
+        """``{templates per person: people}`` among the people searched for this embedder, as the
+        search sees them: with ``combine="nearest"`` every template counts as a person of its own."""
+        index, _ = self._index(embedder)
+        if self.combine == "nearest":
+            total = sum(k * n for k, n in index.template_counts.items())
+            return {1: total} if total else {}
+        return dict(index.template_counts)
 
     def search(
         self, embeddings: np.ndarray, embedder: EmbedderKey, top_k: int = 1
@@ -278,6 +302,24 @@ class Gallery:
                 f"threshold:{key.name}@{key.version}", None if threshold is None else repr(float(threshold))
             )
 
+    def fixed_threshold(self, key: EmbedderKey) -> float | None:
+        """This gallery's own threshold for an embedder version (``set_threshold``), if any."""
+        value = self._setting("threshold", key)
+        return None if value is None else float(value)
+
+    def set_fpir_target(self, key: EmbedderKey, target: float | None) -> None:
+        """The fraction of strangers that identification may name as someone in this gallery (None: back
+        to the default, ``faceprint.thresholds.DEFAULT_TARGET_FPIR``)."""
+        if target is not None and not (math.isfinite(target) and 0.0 < target < 1.0):
+            raise GalleryError(f"{self.location}: the FPIR target must be between 0 and 1, got {target}")
+        self.store.set_setting(
+            f"fpir:{key.name}@{key.version}", None if target is None else repr(float(target))
+        )
+
+    def fpir_target(self, key: EmbedderKey) -> float:
+        value = self._setting("fpir", key)
+        return DEFAULT_TARGET_FPIR if value is None else float(value)
+
     def save_calibration(self, calibration: Calibration) -> None:
         """Store a calibration for the embedder version it was fitted on (used from then on)."""
         if not calibration.version:
@@ -292,6 +334,10 @@ class Gallery:
         stored = self._setting("calibration", key)
         if stored is not None:
             cal = Calibration.from_json(stored)
+            builtin = builtin_calibration(key)
+            if cal.strangers is None and builtin is not None:
+                # A calibration fitted on the user's own pairs keeps the stranger model of its embedder.
+                cal = replace(cal, strangers=builtin.strangers)
         else:
             cal = calibration_for(key, embedder_threshold)
         override = self._setting("threshold", key)

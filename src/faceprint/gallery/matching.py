@@ -49,7 +49,11 @@ class MatchIndex:
         order = np.argsort(matrix.person_ids, kind="stable")
         persons = matrix.person_ids[order]
         vectors = matrix.embeddings[order]
-        self.person_ids, self._starts = np.unique(persons, return_index=True)
+        self.person_ids, self._starts, counts = np.unique(persons, return_index=True, return_counts=True)
+        # {templates per person: people}: what the open-set threshold of this gallery depends on.
+        self.template_counts: dict[int, int] = {
+            int(k): int(n) for k, n in zip(*np.unique(counts, return_counts=True), strict=True)
+        }
         if combine == "mean" and vectors.size:
             sums = np.add.reduceat(vectors, self._starts, axis=0)
             vectors = sums / np.linalg.norm(sums, axis=1, keepdims=True)

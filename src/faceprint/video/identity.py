@@ -85,8 +85,8 @@ class TrackEvidence:
                 overall.name, overall.person_id, overall.distance, overall.confidence, len(self.samples)
             )
         else:
-            # The mean fits nobody (the recognizer's confidence that it is no one), or it fits someone the
-            # single samples do not back up (undecided).
-            confidence = overall.confidence if overall.name == UNKNOWN else 0.5
+            # The mean fits nobody (the recognizer's confidence that it is not the nearest person), or it
+            # fits someone the single samples do not back up (undecided).
+            confidence = overall.answer_confidence if overall.name == UNKNOWN else 0.5
             self.identity = Identity(UNKNOWN, None, None, confidence, len(self.samples))
         return self.identity

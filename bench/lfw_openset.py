@@ -1,0 +1,61 @@
+"""LFW embeddings split by View 1's people files, for the open-set calibration and benchmark: every
+calibration is fitted on ``peopleDevTrain`` and every open-set figure reported on the other people."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+LFW = DATA / "lfw" / "lfw-deepfunneled"
+PROTOCOL = DATA / "lfw" / "protocol"
+
+
+@dataclass(frozen=True)
+class LfwEmbeddings:
+    paths: tuple[Path, ...]
+    labels: np.ndarray  # (N,) person names
+    vectors: np.ndarray  # (N, D) float32
+    found: np.ndarray  # (N,) a face was detected
+    version: str  # embedder version
+    train: np.ndarray  # (N,) the person is one of View 1's training people
+
+    def part(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, labels) of the training people (True) or of everyone else (False)."""
+        keep = self.train == train
+        return self.vectors[keep], self.labels[keep]
+
+
+def embedding_cache(path: Path | None):
+    """The given cache file, else the benchmarks' cache keyed by the pipeline's code (bench/provenance)."""
+    from faceprint.evaluation.cache import EmbeddingCache
+
+    if path is not None:
+        return EmbeddingCache(path)
+    from provenance import pipeline_cache
+
+    return pipeline_cache()
+
+
+def lfw_embeddings(spec: str = "default:", cache: Path | None = None) -> LfwEmbeddings:
+    """Every LFW image through one pipeline configuration (``PipelineConfig.parse`` syntax), cached."""
+    from faceprint.evaluation.pairs import labelled_images, read_lfw_people
+    from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
+
+    people = labelled_images(LFW)
+    paths = tuple(p for images in people.values() for p in images)
+    labels = np.array([name for name, images in people.items() for _ in images])
+    runner = EmbeddingRunner(PipelineConfig.parse(spec), cache=embedding_cache(cache))
+    run = runner.embed_paths(paths)
+    train = set(read_lfw_people(PROTOCOL / "peopleDevTrain.txt"))
+    return LfwEmbeddings(
+        paths,
+        labels,
+        run.vectors,
+        run.found,
+        runner.analyzer.embedder.version,
+        np.array([n in train for n in labels]),
+    )
