@@ -152,6 +152,10 @@ def test_enrol_in_the_browser_then_see_the_name_over_live_video(
             page.goto(server.url + "/unknowns")
             page.wait_for_selector(".tile img")
             page.screenshot(path=str(shots / "unknowns.png"))
+            # The API docs render offline (Swagger UI served by the service).
+            page.goto(server.url + "/docs")
+            page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+            page.screenshot(path=str(shots / "docs.png"))
         except Exception:
             page.screenshot(path=str(shots / "failure.png"))
             raise

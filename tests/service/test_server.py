@@ -45,7 +45,10 @@ def test_keys_cli_and_a_real_server(tmp_path: Path, knn_dir: Path, faces_dir: Pa
     server = server_factory(gallery)
     h = {"X-API-Key": token}
     server.wait_ready(token)
-    assert httpx.get(server.url + "/docs", timeout=10).status_code == 200
+    docs = httpx.get(server.url + "/docs", timeout=10)
+    assert docs.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in docs.text  # no CDN
+    assert httpx.get(server.url + "/docs/static/swagger-ui-bundle.js", timeout=10).status_code == 200
+    assert httpx.get(server.url + "/openapi.json", timeout=10).json()["paths"]["/api/v1/identify"]
     events: list[dict] = []
     subscribed = threading.Event()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import itertools
 import json
 import logging
@@ -18,6 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -177,6 +179,32 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.engine.close()
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """OpenAPI docs at /docs with Swagger UI's files served from here (FastAPI's default page loads them
+    from a CDN, which an offline machine cannot reach). The files come from the swagger-ui-py package,
+    located without importing it."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    spec = importlib.util.find_spec("swagger_ui")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static" if spec else None
+    urls: dict[str, str] = {}
+    if folder is not None and (folder / "swagger-ui-bundle.js").is_file():
+        app.mount("/docs/static", StaticFiles(directory=str(folder)), name="docs-static")
+        urls = {
+            "swagger_js_url": "/docs/static/swagger-ui-bundle.js",
+            "swagger_css_url": "/docs/static/swagger-ui.css",
+        }
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="faceprint API",
+            swagger_favicon_url="",
+            **urls,
+        )
+
+
 def create_app(config: ServiceConfig | None = None, engine: Engine | None = None) -> FastAPI:
     """The whole service: API v1, metrics, the browser app and its static files."""
     from faceprint.service import api, ui
@@ -190,7 +218,7 @@ def create_app(config: ServiceConfig | None = None, engine: Engine | None = None
         "people. Every endpoint but `/api/v1/health` needs an API key (header `X-API-Key`), created with "
         "`faceprint keys create --role admin|enrol|recognize`.",
         lifespan=_lifespan,
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
     )
     services = Services(config, engine)
@@ -201,6 +229,7 @@ def create_app(config: ServiceConfig | None = None, engine: Engine | None = None
     app.include_router(ui.router)
     static = resources.files("faceprint.service") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    _offline_docs(app)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable) -> Response:

@@ -14,12 +14,15 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader
 
 from faceprint.service.errors import ApiError
 from faceprint.service.state import ROLES, ServiceState, role_allows
 
 SESSION_COOKIE = "faceprint_session"
+# Declared for the OpenAPI docs (their "Authorize" button); ``authenticate`` reads the headers itself.
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="fp_... from `faceprint keys create`")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -100,7 +103,7 @@ def require(role: str):
     if role not in ROLES:
         raise ValueError(role)
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(request: Request, _key: str | None = Security(_API_KEY)) -> Principal:
         services = request.app.state.services
         principal = authenticate(request, services.engine.state)
         if principal is None:
