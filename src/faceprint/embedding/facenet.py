@@ -41,7 +41,7 @@ WEIGHTS = SdistWeightFile(
 INPUT_SIZE = 160
 DIM = 128
 BN_EPS = 1e-3  # Keras' BatchNormalization epsilon in the file's config
-# Used only until a calibration exists for a version (gallery/thresholds.py holds the fitted ones).
+# Used only until a calibration exists for a version (faceprint/thresholds.py holds the fitted ones).
 DEFAULT_THRESHOLD = 0.8
 
 
@@ -409,9 +409,10 @@ class FaceNetEmbedder:
         self.threads = threads or torch.get_num_threads()
         # bump the base when the weights, TEMPLATE, MARGIN or the preprocessing change
         self.version = f"1+{crop}" + ("+flip" if flip else "")
-        from faceprint.gallery.thresholds import builtin_calibration
+        from faceprint.thresholds import builtin_calibration
+        from faceprint.types import EmbedderKey
 
-        found = builtin_calibration(self.name, self.version)
+        found = builtin_calibration(EmbedderKey(self.name, self.version))
         self.threshold = found.threshold if found is not None else DEFAULT_THRESHOLD
         self._run = None
         self._lock = threading.Lock()
