@@ -164,31 +164,42 @@ def test_unknown_faces_are_clustered_then_named_or_dismissed(two_people, knn_dir
 
 
 def test_corrections_wrong_match_and_this_is(two_people, knn_dir: Path):
-    client = two_people.client
-    photo = knn_dir / "train" / "kit_harington" / "john1.jpeg"
-    result = client.post("/api/v1/identify", headers=two_people.h("recognize"), files={"image": _file(photo)})
-    result_id = result.json()["result_id"]
-    wrong = client.post(
-        "/api/v1/corrections", headers=two_people.h("recognize"), json={"result_id": result_id, "face": 0}
+    client, rec, enrol = two_people.client, two_people.h("recognize"), two_people.h("enrol")
+    obama2 = _file(knn_dir / "train" / "obama" / "obama2.jpg")
+    named = client.post("/api/v1/identify", headers=rec, files={"image": obama2}).json()
+    assert [f["name"] for f in named["faces"]] == ["obama"]
+    # "This match is wrong" (a recognize key may say it): that face is no longer named obama.
+    wrong = client.post("/api/v1/corrections", headers=rec, json={"result_id": named["result_id"], "face": 0})
+    assert wrong.status_code == 200 and wrong.json()["rejected"] == "obama", wrong.text
+    after = client.post("/api/v1/identify", headers=rec, files={"image": obama2}).json()["faces"][0]
+    assert after["name"] != "obama" and "obama" in after["rejected"]
+    # Nothing to reject on a face that was not named.
+    stranger = client.post(
+        "/api/v1/identify",
+        headers=rec,
+        files={"image": _file(knn_dir / "train" / "kit_harington" / "john1.jpeg")},
+    ).json()
+    assert stranger["faces"][0]["name"] == "unknown"
+    nothing = client.post(
+        "/api/v1/corrections", headers=rec, json={"result_id": stranger["result_id"], "face": 0}
     )
-    assert wrong.status_code == 200, wrong.text
-    named = {"result_id": result_id, "face": 0, "name": "Kit"}
-    assert (
-        client.post("/api/v1/corrections", headers=two_people.h("recognize"), json=named).status_code == 403
-    )
-    done = client.post("/api/v1/corrections", headers=two_people.h("enrol"), json=named).json()
-    assert done["template_id"] is not None
+    assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "not_named"
+    # "This is Kit" needs the enrol role; it creates Kit and confirms the face as theirs.
+    this_is = {"result_id": stranger["result_id"], "face": 0, "name": "Kit"}
+    assert client.post("/api/v1/corrections", headers=rec, json=this_is).status_code == 403
+    done = client.post("/api/v1/corrections", headers=enrol, json=this_is).json()
+    assert done["confirmed"] == "Kit" and done["template_id"] is not None, done
     again = client.post(
         "/api/v1/identify",
-        headers=two_people.h("recognize"),
+        headers=rec,
         files={"image": _file(knn_dir / "train" / "kit_harington" / "john2.jpeg")},
     ).json()["faces"]
     assert [f["name"] for f in again] == ["Kit"]
+    shown = client.get(f"/api/v1/people/{done['person_id']}", headers=enrol).json()
+    assert shown["image_list"][0]["thumbnail_url"]  # the face's crop became Kit's photo
     log = client.get("/api/v1/corrections", headers=two_people.h("admin")).json()
-    assert [c["kind"] for c in log] == ["is_person", "wrong_match"]
-    missing = client.post(
-        "/api/v1/corrections", headers=two_people.h("recognize"), json={"result_id": "nope", "face": 0}
-    )
+    assert sorted(c["kind"] for c in log) == ["confirm", "reject"]
+    missing = client.post("/api/v1/corrections", headers=rec, json={"result_id": "nope", "face": 0})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "result_not_found"
 
 

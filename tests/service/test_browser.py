@@ -148,6 +148,9 @@ def test_enrol_in_the_browser_then_see_the_name_over_live_video(
             names = page.inner_text(".faces")
             assert "Barack Obama" in names and "unknown" in names
             page.screenshot(path=str(shots / "identify.png"), full_page=True)
+            # "Wrong match" on the named face: recorded through the library, said so on the page.
+            page.click("button.warn")
+            page.wait_for_selector("text=will no longer be named Barack Obama")
             # The unknown face (Biden) now waits for review.
             page.goto(server.url + "/unknowns")
             page.wait_for_selector(".tile img")

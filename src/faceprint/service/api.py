@@ -207,6 +207,10 @@ async def identify(request: Request, principal: Recognize) -> dict[str, Any]:
             "known": m.known,
             "distance": _num(m.distance),
             "confidence": _num(m.confidence),
+            "threshold": _num(m.threshold),
+            "margin": _num(m.margin),
+            "gallery_size": m.gallery_size,
+            "rejected": list(m.rejected),
             "candidates": [
                 {"person_id": c.person_id, "name": c.name, "distance": _num(c.distance)} for c in m.candidates
             ],
@@ -230,8 +234,10 @@ async def identify(request: Request, principal: Recognize) -> dict[str, Any]:
 
 @router.post("/corrections", tags=["corrections"])
 async def correct(request: Request, principal: Recognize) -> dict[str, Any]:
-    """ "This match is wrong" on a face of a recognition result (``result_id``, ``face``); with ``name``,
-    "this is NAME" (needs the enrol role): the face is enrolled under that person."""
+    """ "This match is wrong" on a face of a recognition result (``result_id``, ``face``): that face and
+    faces like it are no longer given that name. With ``name``, "this is NAME" (needs the enrol role):
+    the face is confirmed as that person's (added as a template if it passes the enrolment quality
+    gate; the person is created if new) and the name it was given instead, if any, rejected."""
     services = _services(request)
     fields = await read_fields(request, ())
     result_id = fields.text("result_id") or ""
@@ -239,8 +245,8 @@ async def correct(request: Request, principal: Recognize) -> dict[str, Any]:
     name = fields.text("name")
     if name is not None and not principal.can("enrol"):
         raise ApiError(403, "forbidden", "saying who a face is enrols it: this needs the 'enrol' role")
-    done = await services.cpu_bound(services.engine.correct, result_id, face, principal.key_id, name)
-    services.bus.publish({"event": "corrected", "result_id": result_id, "face": face, "name": name})
+    done = await services.io_bound(services.engine.correct, result_id, face, name)
+    services.bus.publish({"event": "corrected", "result_id": result_id, "face": face, **done})
     return done
 
 
@@ -248,7 +254,7 @@ async def correct(request: Request, principal: Recognize) -> dict[str, Any]:
 async def corrections(request: Request, _: Admin) -> list[dict[str, Any]]:
     """The latest corrections (newest first)."""
     services = _services(request)
-    return await services.io_bound(services.engine.state.corrections)
+    return await services.io_bound(services.engine.corrections)
 
 
 # -- people -----------------------------------------------------------------------------------------

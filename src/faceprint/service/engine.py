@@ -250,7 +250,6 @@ class Engine:
         self.person(person_id)
         templates = self.gallery.delete(person_id)
         thumbs = self.state.delete_thumbnails(person_id=person_id)
-        self.state.forget_person_corrections(person_id)
         return {"templates": templates, "thumbnails": thumbs}
 
     def enrol(self, name: str, image: np.ndarray, source: str = "upload"):
@@ -304,36 +303,55 @@ class Engine:
 
     # -- corrections --------------------------------------------------------------------------
 
-    def correct(
-        self, result_id: str, face: int, key_id: str | None, right_name: str | None
-    ) -> dict[str, Any]:
-        """ "This match is wrong" on a recognition result, optionally with who it really is: the wrong
-        answer is recorded; with a name, the face is enrolled under it (its thumbnail kept)."""
+    def correct(self, result_id: str, face: int, right_name: str | None) -> dict[str, Any]:
+        """A correction on a face of a recognition result, through the library's Recognizer: "this
+        match is wrong" (``right_name`` None: the face, and faces like it, are no longer given that
+        name) or "this is NAME" (the person is created if new; the face is confirmed as theirs, and the
+        name it was wrongly given, if any, is rejected)."""
         found = self.recent_face(result_id, face)
-        correction = self.state.add_correction(
-            "wrong_match" if right_name is None else "is_person",
-            key_id=key_id,
-            wrong_person_id=found.person_id,
-            wrong_name=found.name,
-            right_name=right_name,
-            distance=None if not np.isfinite(found.distance) else float(found.distance),
-            embedding=np.asarray(found.embedding, "<f4").tobytes(),
-        )
-        added = None
-        if right_name is not None:
-            embedder = self.analyzer.embedder
-            person = self.gallery.find(" ".join(right_name.split()))
-            pid = person.id if person is not None else self.gallery.add_person(right_name)
-            added = self.gallery.add_template(
-                pid,
-                found.embedding,
-                embedder=embedder.name,
-                embedder_version=embedder.version,
-                source_path=f"correction:{correction}",
-            )
-            if added is not None and found.crop is not None:
-                self._put_thumbnail(added, pid, found.crop)
-        return {"id": correction, "template_id": added}
+        if right_name is None:
+            if found.person_id is None:
+                raise ApiError(409, "not_named", "this face was not named, so there is no match to reject")
+            correction = self.recognizer.reject_face(found.face, found.name)
+            return {"rejected": found.name, "correction_id": correction, "template_id": None}
+        name = " ".join(right_name.split())
+        rejected = None
+        with self.gallery.store.transaction():
+            if self.gallery.find(name) is None:
+                self.gallery.add_person(name)
+            if found.person_id is not None and found.name != name:
+                rejected = found.name
+                self.recognizer.reject_face(found.face, found.name)
+            confirmed = self.recognizer.confirm_face(found.face, name)
+        person = self.gallery.person(confirmed.name)
+        if confirmed.template_id is not None and found.crop is not None:
+            self._put_thumbnail(confirmed.template_id, person.id, found.crop)
+        return {
+            "confirmed": confirmed.name,
+            "person_id": person.id,
+            "template_id": confirmed.template_id,
+            "reason": confirmed.reason,
+            "rejected": rejected,
+            "rejections_withdrawn": confirmed.rejections_withdrawn,
+        }
+
+    def corrections(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest corrections of this embedder, newest first."""
+        from faceprint.types import EmbedderKey
+
+        names = {p.id: p.name for p in self.gallery.people()}
+        key = EmbedderKey.of(self.analyzer.embedder)
+        found = sorted(self.gallery.corrections(key), key=lambda c: -c.created)
+        return [
+            {
+                "id": c.id,
+                "kind": c.kind,
+                "person_id": c.person_id,
+                "name": names.get(c.person_id),
+                "created": c.created,
+            }
+            for c in found[:limit]
+        ]
 
     # -- unknown faces ------------------------------------------------------------------------
 

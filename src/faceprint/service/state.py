@@ -1,5 +1,5 @@
 """The service's own small SQLite file, beside the gallery: API keys (hashed), the admin password
-(scrypt), browser sessions, face thumbnails and the log of corrections.
+(scrypt), browser sessions and face thumbnails (corrections live in the gallery, through the library).
 
 Why a separate file and not tables in the gallery: the gallery is a ``GalleryStore`` that may be
 PostgreSQL (``--gallery postgresql://...``) or shared read-only with batch jobs; keys and sessions are
@@ -48,10 +48,6 @@ CREATE TABLE IF NOT EXISTS thumbnails (
     template_id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL, jpeg BLOB NOT NULL, created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS thumbnails_person ON thumbnails (person_id);
-CREATE TABLE IF NOT EXISTS corrections (
-    id INTEGER PRIMARY KEY, created REAL NOT NULL, key_id TEXT, kind TEXT NOT NULL,
-    wrong_person_id INTEGER, wrong_name TEXT, right_name TEXT, distance REAL, embedding BLOB
-);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -288,38 +284,3 @@ class ServiceState:
         """Truncate the WAL, so page images of deleted rows leave the disk too."""
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    # -- corrections ----------------------------------------------------------------------------
-
-    def add_correction(
-        self,
-        kind: str,
-        *,
-        key_id: str | None,
-        wrong_person_id: int | None,
-        wrong_name: str | None,
-        right_name: str | None,
-        distance: float | None,
-        embedding: bytes | None,
-    ) -> int:
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO corrections (created, key_id, kind, wrong_person_id, wrong_name, right_name, "
-                "distance, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), key_id, kind, wrong_person_id, wrong_name, right_name, distance, embedding),
-            )
-            return int(cur.lastrowid or 0)
-
-    def corrections(self, limit: int = 100) -> list[dict]:
-        rows = self._rows(
-            "SELECT id, created, kind, wrong_person_id, wrong_name, right_name, distance FROM corrections "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        cols = ("id", "created", "kind", "wrong_person_id", "wrong_name", "right_name", "distance")
-        return [dict(zip(cols, r, strict=True)) for r in rows]
-
-    def forget_person_corrections(self, person_id: int) -> None:
-        """A deleted person's corrections keep no face vector of theirs."""
-        with self._tx() as db:
-            db.execute("DELETE FROM corrections WHERE wrong_person_id = ?", (person_id,))

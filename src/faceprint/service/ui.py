@@ -297,6 +297,7 @@ async def identify(request: Request, principal: RecognizePage) -> Response:
             "distance": m.distance,
             "box": [v * scale for v in m.face.box],
             "candidates": m.candidates,
+            "rejected": m.rejected,
         }
         for i, m in enumerate(matches)
     ]
@@ -322,14 +323,15 @@ async def correct(request: Request, principal: RecognizePage) -> Response:
     name = (fields.text("name") or "").strip() or None
     if name is not None and not principal.can("enrol"):
         raise ApiError(403, "forbidden", "saying who a face is enrols it: this needs the 'enrol' role")
-    await services.cpu_bound(
-        services.engine.correct,
-        fields.text("result_id") or "",
-        fields.integer("face", 0, 0, 10_000),
-        principal.key_id,
-        name,
+    done = await services.io_bound(
+        services.engine.correct, fields.text("result_id") or "", fields.integer("face", 0, 0, 10_000), name
     )
-    note = f"Thanks: enrolled this face as {name}." if name else "Thanks: the wrong match is recorded."
+    if name is None:
+        note = f"Noted: this face, and faces like it, will no longer be named {done['rejected']}."
+    elif done["template_id"] is not None:
+        note = f"Noted: this face is {done['confirmed']}, added to their photos."
+    else:
+        note = f"Noted: this face is {done['confirmed']} ({done['reason']}; not added as a photo)."
     return _back("/identify", msg=note)
 
 
