@@ -79,7 +79,7 @@ class StrangerModel:
             if far >= 1.0:
                 return 1.0
             log_none += count * math.log1p(-far)
-        return -math.expm1(log_none)
+        return max(0.0, -math.expm1(log_none))  # max: no '-0.0' for an empty gallery
 
     def threshold(self, people: Mapping[int, int], target: float = DEFAULT_TARGET_FPIR) -> float:
         """The largest distance threshold whose expected FPIR is at most ``target``."""

@@ -189,6 +189,8 @@ def test_correct_wrong_confirm_and_threshold_commands(
 ) -> None:
     gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
     blair, powell = (lfw_dir / n / f"{n}_0001.jpg" for n in ("Tony_Blair", "Colin_Powell"))
+    code, out, _ = run(["threshold", *gallery], capsys)
+    assert code == 0 and "nobody enrolled yet" in out and "-0.00" not in out
     assert run(["enroll", "blair", str(blair), *gallery], capsys)[0] == 0
     # A lax fixed threshold names Powell "blair"; the user says that is wrong.
     assert run(["threshold", "1.5", *gallery], capsys)[0] == 0
@@ -217,4 +219,4 @@ def test_correct_wrong_confirm_and_threshold_commands(
     code, _, err = run(["correct", "confirm", str(powell), "--name", "nobody", *gallery], capsys)
     assert code == 1 and "no person 'nobody'" in err and "Traceback" not in err
     code, out, _ = run(["threshold", "--reset", "--fpir", "0.005", *gallery], capsys)
-    assert code == 0 and "for 1 people, chosen for FPIR 0.50%" in out and "expected FPIR 0.50%" in out
+    assert code == 0 and "for 1 person, chosen for FPIR 0.50%" in out and "expected FPIR 0.50%" in out

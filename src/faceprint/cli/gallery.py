@@ -176,12 +176,16 @@ def _match_text(m: Match) -> str:
         return f"{m.name} ({empty}{skipped})  {where}"
     second = "" if math.isinf(m.margin) else f", next person +{m.margin:.3f}"
     evidence = (
-        f"distance {m.distance:.3f} vs threshold {m.threshold:.3f} for {m.gallery_size} people"
+        f"distance {m.distance:.3f} vs threshold {m.threshold:.3f} for {_people(m.gallery_size)}"
         f"{second}{skipped}; P(is {m.nearest.name}) {m.confidence:.2f}"
     )
     if not m.known:
         return f"unknown  (nearest {m.nearest.name}: {evidence})  {where}"
     return f"{m.name}  ({evidence})  {where}"
+
+
+def _people(n: int) -> str:
+    return f"{n:,} person" if n == 1 else f"{n:,} people"
 
 
 def _match_json(m: Match) -> dict:
@@ -308,7 +312,17 @@ def threshold(
         open_set = recognizer.open_set_threshold()
     rates = "" if math.isnan(cal.far) else f" (FAR {cal.far:.3%}, TAR {cal.tar:.2%} on {cal.source})"
     typer.echo(f"{key}: 1:1 threshold {cal.threshold:.4f}{rates}")
-    line = f"identify: threshold {open_set.threshold:.4f} for {open_set.people} people"
+    if open_set.people == 0 and cal.strangers is not None and open_set.target_fpir is not None:
+        sizes = ", ".join(
+            f"{n:,} people {cal.strangers.threshold({1: n}, open_set.target_fpir):.4f}"
+            for n in (1, 100, 10_000)
+        )
+        typer.echo(
+            f"identify: nobody enrolled yet; the threshold follows the gallery's size for FPIR "
+            f"{open_set.target_fpir:.2%} (one template each: {sizes})"
+        )
+        return
+    line = f"identify: threshold {open_set.threshold:.4f} for {_people(open_set.people)}"
     if open_set.target_fpir is not None:
         line += f", chosen for FPIR {open_set.target_fpir:.2%} (strangers named as someone)"
     else:
