@@ -64,10 +64,20 @@ class StrangerModel:
             return 0.0
         return self.shift_2 + self.shift_per_doubling * math.log2(templates / 2)
 
+    def _rising(self) -> tuple[float, float]:
+        """The distances over which the fitted quadratic rises (its tail side of the vertex), within the
+        range of distances between unit vectors."""
+        a, b, _ = self.tail
+        if a == 0:
+            return 0.0, 2.0
+        vertex = -b / (2 * a)
+        return (0.0, min(2.0, vertex)) if a < 0 else (max(0.0, vertex), 2.0)
+
     def pair_far(self, distance: float) -> float:
         """P(a stranger is within ``distance`` of one single-template person)."""
         a, b, c = self.tail
-        d = min(distance, -b / (2 * a))  # the quadratic rises up to its vertex only
+        lo, hi = self._rising()
+        d = min(max(distance, lo), hi)  # beyond its rising side the fit means nothing: held flat
         return min(1.0, 10.0 ** (a * d * d + b * d + c))
 
     def fpir(self, threshold: float, people: Mapping[int, int]) -> float:
@@ -87,8 +97,7 @@ class StrangerModel:
             raise GalleryError(f"the FPIR target must be between 0 and 1, got {target}")
         if not any(people.values()):
             return 0.0
-        a, b, _ = self.tail
-        lo, hi = 0.0, -b / (2 * a)
+        lo, hi = self._rising()
         for _ in range(50):  # bisection: FPIR rises with the threshold; 50 halvings reach 1e-15
             mid = (lo + hi) / 2
             if self.fpir(mid, people) > target:
@@ -156,6 +165,7 @@ class Calibration:
 # people; its figures are in docs/gallery.md.
 _DLIB_FLIP = EmbedderKey("dlib-resnet", "2+flip")  # the default: each face averaged with its mirror
 _DLIB_ONE_VIEW = EmbedderKey("dlib-resnet", "2")
+_FACENET = EmbedderKey("facenet", "1+margin+flip")  # FaceNet's default setting
 BUILTIN: dict[EmbedderKey, Calibration] = {
     _DLIB_FLIP: Calibration(
         embedder=_DLIB_FLIP.name,
@@ -171,6 +181,24 @@ BUILTIN: dict[EmbedderKey, Calibration] = {
             shift_per_doubling=0.00943,
             slope=68.06,
             source="LFW View 1 training people (4,038 people, 9,525 images), flip TTA",
+        ),
+    ),
+    # FaceNet (faceprint.embedding.facenet: margin crop, flip TTA): `python bench/calibrate_openset.py
+    # --spec facenet:embedder=facenet --embedder facenet`. Its distances spread wider than dlib-resnet's.
+    _FACENET: Calibration(
+        embedder=_FACENET.name,
+        version=_FACENET.version,
+        threshold=0.9820,
+        slope=24.93,
+        far=0.0010,
+        tar=0.9669,
+        source="LFW View 1 training people, FaceNet: 23,802 same-person / 2,000,000 different-person pairs",
+        strangers=StrangerModel(
+            tail=(0.95666, 5.29093, -9.09947),
+            shift_2=0.00002,
+            shift_per_doubling=0.01847,
+            slope=22.67,
+            source="LFW View 1 training people (4,038 people, 9,525 images), FaceNet",
         ),
     ),
     # One view per face: the 1:1 figures of `python bench/calibrate_thresholds.py --emb flip=false` (all of

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,20 @@ def test_stranger_model_matches_simulated_strangers() -> None:
         best = np.sqrt(np.clip(2 - 2 * np.einsum("gnd,gd->gn", gallery, probe), 0, None)).min(axis=1)
         # 200 galleries: the binomial spread of a 5% rate is ~1.5 points; 3 sigma allowed
         assert abs(np.mean(best <= limit) - 0.05) < 0.045
+
+
+@pytest.mark.parametrize("key", [("dlib-resnet", "2+flip"), ("facenet", "1+margin+flip")])
+def test_builtin_stranger_models_give_thresholds_that_fall_with_gallery_size(key: tuple[str, str]) -> None:
+    """Both shapes of fitted tail (dlib-resnet's log-FAR is concave in distance, FaceNet's convex) give a
+    threshold whose modelled FPIR is the target, falling as people are added."""
+    from faceprint.thresholds import BUILTIN
+    from faceprint.types import EmbedderKey
+
+    model = BUILTIN[EmbedderKey(*key)].strangers
+    limits = [model.threshold({1: n}, 0.01) for n in (1, 10, 1000, 100_000)]
+    assert all(a > b for a, b in itertools.pairwise(limits))
+    for n, limit in zip((1, 10, 1000, 100_000), limits, strict=True):
+        assert model.fpir(limit, {1: n}) == pytest.approx(0.01, rel=1e-6)  # bisection to ~1e-15
+    # The built-in 1:1 threshold is the FAR 0.1% point of the same tail (fitted on the same pairs, the
+    # quadratic within ~15% of the measured rate).
+    assert model.pair_far(BUILTIN[EmbedderKey(*key)].threshold) == pytest.approx(1e-3, rel=0.3)
