@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 
 import numpy as np
 
@@ -205,21 +207,13 @@ class Recognizer:
             skip = {c.person_id for c in candidates if near.get(c.person_id, math.inf) < c.distance}
             kept = tuple(c for c in candidates if c.person_id not in skip)
             rejected = tuple(c.name for c in candidates if c.person_id in skip)
+            evidence = {
+                "threshold": decision.threshold,
+                "gallery_size": decision.people,
+                "rejected": rejected,
+            }
             if not kept:
-                matches.append(
-                    Match(
-                        face,
-                        UNKNOWN,
-                        None,
-                        math.inf,
-                        0.0,
-                        (),
-                        math.inf,
-                        decision.threshold,
-                        decision.people,
-                        rejected,
-                    )
-                )
+                matches.append(Match(face, UNKNOWN, None, math.inf, 0.0, (), **evidence))
                 continue
             best = kept[0]
             margin = kept[1].distance - best.distance if len(kept) > 1 else math.inf
@@ -236,10 +230,8 @@ class Recognizer:
                     best.distance,
                     confidence,
                     kept[:top_k],
-                    margin,
-                    decision.threshold,
-                    decision.people,
-                    rejected,
+                    margin=margin,
+                    **evidence,
                 )
             )
         return matches
@@ -290,7 +282,7 @@ class Recognizer:
         quality gate (not small, not blurred). ``name`` must be enrolled already."""
         faces = self.analyzer.analyze(image, with_chips=True)
         face = self._pick(faces, name, face_index, describe(image))
-        source = str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else None
+        source = str(Path(image).resolve()) if isinstance(image, str | PathLike) else None
         return self.confirm_face(face, name, content_hash=content_hash(image), source_path=source)
 
     def confirm_face(
