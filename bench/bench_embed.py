@@ -1,4 +1,5 @@
-"""Per-face embedding time of the dlib ResNet: each runtime tried vs dlib-bin, same chips, same run.
+"""Per-face embedding time of the dlib ResNet: each runtime tried vs dlib-bin, same chips, same run; and
+of the other embedders (facenet, fusion) on the same faces.
 
 Chips are dlib's own 150x150 chips of real LFW faces. Times are medians over --reps runs after one
 warm-up; "speed-up" is dlib-bin's per-face time at the same batch size over the row's. The fastest
@@ -17,12 +18,15 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import dlib
 import numpy as np
 import torch
 
 from faceprint.embedding.dlib_net import WEIGHTS, fold_affine, load_dlib_resnet
 from faceprint.embedding.dlib_resnet import DlibResNetEmbedder
+from faceprint.embedding.facenet import FaceNetEmbedder
+from faceprint.embedding.fusion import FusionEmbedder
 from faceprint.models import package_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,10 +86,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     chips = lfw_chips(32)
+    # FaceNet's 160 px chips and the fusion's side-by-side pair, made from the same faces (resized: the
+    # time does not depend on what the pixels show).
+    chips160 = np.stack([cv2.resize(c, (160, 160), interpolation=cv2.INTER_LINEAR) for c in chips])
+    pair = np.zeros((len(chips), 160, 310, 3), np.uint8)
+    pair[:, :150, :150], pair[:, :, 150:] = chips, chips160
 
     net = dlib.face_recognition_model_v1(str(WEIGHTS.verified_path()))
     model = load_dlib_resnet()
     folded = fold_affine(model)
+    facenet_one = FaceNetEmbedder(flip=False, threads=args.threads)
+    facenet = FaceNetEmbedder(threads=args.threads)
+    fusion = FusionEmbedder(threads=args.threads)
     variants: dict[str, Callable[[np.ndarray], object]] = {
         "dlib-bin compute_face_descriptor": lambda c: net.compute_face_descriptor(list(c)),
         "torch eager, unfolded": torch_variant(model, channels_last=False, script=False),
@@ -96,6 +108,9 @@ def main() -> None:
         'embedder runtime="onnx"': DlibResNetEmbedder("onnx", args.threads).embed_raw,
         # What a face costs in the default pipeline: both views of each chip, averaged and normalised.
         "embedder default (flip: 2 views per face)": DlibResNetEmbedder(threads=args.threads).embed,
+        "facenet, one view": lambda c: facenet_one.embed(chips160[: len(c)]),
+        "facenet default (flip)": lambda c: facenet.embed(chips160[: len(c)]),
+        "fusion default (both networks, flip)": lambda c: fusion.embed(pair[: len(c)]),
     }
     rows = {}
     for name, run in variants.items():

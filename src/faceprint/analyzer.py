@@ -30,8 +30,8 @@ class FaceAnalyzer:
 
     def __init__(
         self,
-        detector: str | Detector = "mtcnn",
-        embedder: str | Embedder = "dlib-resnet",
+        detector: str | Detector = models.DEFAULT_DETECTOR,
+        embedder: str | Embedder = models.DEFAULT_EMBEDDER,
         *,
         detector_options: dict[str, Any] | None = None,
         embedder_options: dict[str, Any] | None = None,

@@ -24,8 +24,12 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "mtcnn": ("detector", "faceprint.detection.mtcnn:MTCNNDetector"),
     "dlib-resnet": ("embedder", "faceprint.embedding.dlib_resnet:DlibResNetEmbedder"),
     "facenet": ("embedder", "faceprint.embedding.facenet:FaceNetEmbedder"),
+    "fusion": ("embedder", "faceprint.embedding.fusion:FusionEmbedder"),
 }
 _REGISTERED: dict[str, tuple[str, Callable[..., Any]]] = {}
+# What FaceAnalyzer and every command use unless told otherwise (README: accuracy and speed).
+DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_EMBEDDER = "dlib-resnet"
 
 
 @dataclass(frozen=True)

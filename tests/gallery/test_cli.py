@@ -220,3 +220,32 @@ def test_correct_wrong_confirm_and_threshold_commands(
     assert code == 1 and "no person 'nobody'" in err and "Traceback" not in err
     code, out, _ = run(["threshold", "--reset", "--fpir", "0.005", *gallery], capsys)
     assert code == 0 and "for 1 person, chosen for FPIR 0.50%" in out and "expected FPIR 0.50%" in out
+
+
+@pytest.mark.slow
+def test_reembed_switches_embedder(enrolled: Path, tmp_path: Path, knn_dir: Path, analyzer, capsys) -> None:
+    path = tmp_path / "g.sqlite3"
+    shutil.copy(enrolled, path)
+    moved = tmp_path / "obama2.jpg"
+    shutil.copy(knn_dir / "train" / "obama" / "obama2.jpg", moved)
+    with Gallery.open(path) as g:
+        # one template from bytes (no stored image), one from a file that then disappears
+        assert (
+            g.enroll_image("biden", (knn_dir / "train" / "biden" / "biden.jpg").read_bytes(), analyzer).status
+            == "enrolled"
+        )
+        assert g.enroll_image("obama", moved, analyzer).status == "enrolled"
+    moved.unlink()
+    gallery = ["--gallery", str(path)]
+    code, out, _ = run(["--embedder", "facenet", "reembed", *gallery], capsys)
+    assert code == 1  # two templates could not be re-embedded, and it says why
+    assert "no stored image" in out and "no longer there" in out
+    assert "2 re-embedded with facenet" in out
+    photo = str(knn_dir / "test" / "obama_and_biden.jpg")
+    for embedder in ("facenet", "dlib-resnet"):  # the new embedder works, and the old one still does
+        code, out, _ = run(["--embedder", embedder, "identify", photo, *gallery], capsys)
+        assert code == 0 and "obama" in out and "biden" in out, (embedder, out)
+    code, out, _ = run(["--embedder", "facenet", "reembed", *gallery], capsys)
+    assert "0 re-embedded" in out and "skipped" in out  # a rerun redoes nothing
+    with Gallery.open(path) as g:
+        assert {k.name for k in g.embedders()} == {"dlib-resnet", "facenet"}

@@ -30,11 +30,20 @@ def _global_options(
             "and the embedder version of galleries enrolled before flip became the default.",
         ),
     ] = True,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder",
+            help="Embedder for every command: dlib-resnet, facenet, fusion or a trained model file "
+            "(default: faceprint's default). A gallery keeps the embedder each template was made with; "
+            "`faceprint --embedder NAME reembed` adds templates for another one.",
+        ),
+    ] = None,
 ) -> None:
     from faceprint.cli.common import GlobalOptions
 
     # Only a non-default choice is passed on, so the default pipeline's options (and cache keys) stay {}.
-    ctx.obj = GlobalOptions(embedder_options={} if flip else {"flip": False})
+    ctx.obj = GlobalOptions(embedder_options={} if flip else {"flip": False}, embedder=embedder)
 
 
 def _register_all() -> None:

@@ -36,6 +36,7 @@ class GlobalOptions:
     context object (``ctx.obj``) for every command of the invocation."""
 
     embedder_options: dict[str, Any] = field(default_factory=dict)
+    embedder: str | None = None  # --embedder; None: models.DEFAULT_EMBEDDER
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:
@@ -48,9 +49,13 @@ def analyzer(ctx: typer.Context, **detector_options: Any) -> FaceAnalyzer:
     """The FaceAnalyzer every command uses: default models, the global embedder options, and the
     command's own detector options."""
     from faceprint.analyzer import FaceAnalyzer
+    from faceprint.models import DEFAULT_EMBEDDER
 
+    options = global_options(ctx)
     return FaceAnalyzer(
-        detector_options=detector_options, embedder_options=dict(global_options(ctx).embedder_options)
+        embedder=options.embedder or DEFAULT_EMBEDDER,
+        detector_options=detector_options,
+        embedder_options=dict(options.embedder_options),
     )
 
 

@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
     app.command()(verify)
     app.command()(calibrate)
     app.command()(threshold)
+    app.command()(reembed)
     app.add_typer(people_app, name="people")
     app.add_typer(correct_app, name="correct")
 
@@ -393,6 +394,25 @@ def correct_list(
         verdict = "is not" if c.kind == "reject" else "is"
         typer.echo(f"{c.id:6}  {when}  face {verdict} {names.get(c.person_id, '?')}")
     typer.echo(f"{len(found)} correction(s) for {key} in {g.location}")
+
+
+def reembed(ctx: typer.Context, gallery: GalleryOpt = None) -> None:
+    """Add templates made with the chosen embedder (`faceprint --embedder NAME reembed`) for every
+    template of another embedder, from the images they were enrolled from; says why for any it cannot."""
+    from faceprint.gallery.enrollment import reembed as reembed_gallery
+
+    analyzer = cli_analyzer(ctx)
+    with _open(gallery) as g:
+        report = reembed_gallery(g, analyzer)
+    for result in report.results:
+        _print_result(result)
+    key = f"{analyzer.embedder.name} {analyzer.embedder.version}"
+    typer.echo(
+        f"{len(report.enrolled)} re-embedded with {key}, {len(report.skipped)} skipped, "
+        f"{len(report.refused)} could not be"
+    )
+    if report.refused:
+        raise typer.Exit(1)
 
 
 @people_app.command("list")

@@ -91,10 +91,12 @@ def prepare(
 def train(
     data: Annotated[Path, typer.Argument(help="Folder written by `faceprint data prepare`.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, logs, best.fpm.")],
-    arch: Annotated[str, typer.Option(help="seed-cnn or dlib-resnet (fine-tuning).")] = "seed-cnn",
+    arch: Annotated[str, typer.Option(help="seed-cnn, or dlib-resnet / facenet (fine-tuning).")] = "seed-cnn",
     input_size: Annotated[int, typer.Option(help="seed-cnn input side (chips are resized to it).")] = 64,
     width: Annotated[int, typer.Option(help="seed-cnn channels of the first block (doubling after).")] = 32,
-    freeze: Annotated[int, typer.Option(help="dlib-resnet: stages frozen from the input (0-6).")] = 0,
+    freeze: Annotated[
+        int, typer.Option(help="dlib-resnet, facenet: stages frozen from the input (0-6).")
+    ] = 0,
     epochs: Annotated[int, typer.Option()] = 30,
     p: Annotated[int, typer.Option("--p", help="Identities per batch.")] = 8,
     k: Annotated[int, typer.Option("--k", help="Images per identity in a batch.")] = 4,

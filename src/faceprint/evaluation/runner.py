@@ -28,6 +28,7 @@ import numpy as np
 
 from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash, file_hash
+from faceprint.models import DEFAULT_EMBEDDER
 from faceprint.types import Detection
 
 _CENTRE_PENALTY = 2.0  # weight of squared centre offset against box area when picking the subject face
@@ -52,7 +53,7 @@ class PipelineConfig:
     label: str = "default"
     detector: str = "mtcnn"
     detector_options: tuple[tuple[str, Any], ...] = ()
-    embedder: str = "dlib-resnet"
+    embedder: str = DEFAULT_EMBEDDER
     embedder_options: tuple[tuple[str, Any], ...] = ()
     align: bool = True
 

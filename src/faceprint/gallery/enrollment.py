@@ -204,3 +204,48 @@ def enroll_dir(
         if progress is not None:
             progress(result, i, len(jobs))
     return EnrollReport(tuple(results))
+
+
+def reembed(
+    gallery: Gallery,
+    analyzer: FaceAnalyzer,
+    *,
+    progress: Callable[[EnrollResult, int, int], None] | None = None,
+) -> EnrollReport:
+    """Give every template of another embedder a twin made with ``analyzer``'s embedder, from the image
+    it was enrolled from (switching embedders means re-embedding: vectors of two embedders never compare).
+
+    Templates are kept (the gallery keeps working with the embedder it was built with); a template whose
+    image is unavailable is "refused" with the reason: enrolled from bytes, a camera or a video (no stored
+    path), the file is gone, or its bytes changed since enrolment. An image already re-embedded for that
+    person is "skipped", so an interrupted run resumes cheaply.
+    """
+    target = EmbedderKey.of(analyzer.embedder)
+    names = {p.id: p.name for p in gallery.people()}
+    todo = [t for t in gallery.templates() if t.embedder != target]
+    results = []
+    done: set[tuple[int, str | None]] = set()
+    for i, template in enumerate(todo, 1):
+        name = names[template.person_id]
+        path = Path(template.source_path) if template.source_path else None
+        label = str(path) if path is not None else f"template #{template.id} of {name}"
+        if (template.person_id, template.content_hash) in done:
+            result = EnrollResult(label, name, "skipped", "already re-embedded from this image")
+        elif path is None:
+            result = EnrollResult(
+                label,
+                name,
+                "refused",
+                "no stored image (enrolled from bytes, a camera or a video): enrol this person again",
+            )
+        elif not path.is_file():
+            result = EnrollResult(label, name, "refused", "the image is no longer there")
+        elif template.content_hash and content_hash(path) != template.content_hash:
+            result = EnrollResult(label, name, "refused", "the image changed since it was enrolled")
+        else:
+            result = enroll_image(gallery, name, path, analyzer)
+        done.add((template.person_id, template.content_hash))
+        results.append(result)
+        if progress is not None:
+            progress(result, i, len(todo))
+    return EnrollReport(tuple(results))

@@ -79,10 +79,10 @@ class Architecture:
 
 
 def build_model(arch: str, config: dict[str, Any], *, pretrained: bool = False) -> Architecture:
-    """Build architecture ``arch`` ("seed-cnn" or "dlib-resnet") from its JSON-able ``config``.
+    """Build architecture ``arch`` ("seed-cnn", "dlib-resnet" or "facenet") from its JSON-able ``config``.
 
-    ``pretrained`` loads the published weights where the architecture has them (dlib-resnet); a trained
-    model file overwrites the weights afterwards anyway.
+    ``pretrained`` loads the published weights where the architecture has them (dlib-resnet, facenet); a
+    trained model file overwrites the weights afterwards anyway.
     """
     if arch == "seed-cnn":
         cfg = dict(config)
@@ -94,7 +94,11 @@ def build_model(arch: str, config: dict[str, Any], *, pretrained: bool = False) 
         from faceprint.training.dlib_finetune import build_dlib_resnet
 
         return build_dlib_resnet(config, pretrained=pretrained)
-    raise ModelError(f"unknown architecture {arch!r}; known: seed-cnn, dlib-resnet")
+    if arch == "facenet":
+        from faceprint.training.facenet_finetune import build_facenet
+
+        return build_facenet(config, pretrained=pretrained)
+    raise ModelError(f"unknown architecture {arch!r}; known: seed-cnn, dlib-resnet, facenet")
 
 
 def to_input(images: torch.Tensor, norm: Normalisation) -> torch.Tensor:
