@@ -10,7 +10,7 @@ import functools
 import re
 import sys
 import tomllib
-from importlib.metadata import packages_distributions
+from importlib.metadata import distributions, packages_distributions
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,20 @@ def _imports(path: Path, *, module_level_only: bool) -> set[str]:
 
 @functools.cache
 def _owners() -> dict[str, list[str]]:
-    return packages_distributions()  # reads every installed distribution's file list: once
+    """Import name -> distributions, read once. A wheel's top_level.txt can be incomplete (dlib-bin lists
+    only its extension module, not the `dlib` package beside it), so the file lists' top-level names
+    count too."""
+    owners = {module: list(dists) for module, dists in packages_distributions().items()}
+    for dist in distributions():
+        for file in dist.files or ():
+            top = file.parts[0]
+            if top == ".." or top.endswith((".dist-info", ".data")) or top == "__pycache__":
+                continue
+            module = top.split(".")[0] if len(file.parts) == 1 else top
+            names = owners.setdefault(module, [])
+            if dist.metadata["Name"] not in names:
+                names.append(dist.metadata["Name"])
+    return owners
 
 
 def _distributions(modules: set[str]) -> dict[str, set[str]]:

@@ -66,10 +66,14 @@ EXTRA_OF_MODULE = {
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Typer runs in standalone mode, so usage errors print the usage and exit 2 through
     Typer's own handling (no dependence on which click, if any, Typer is built on); FaceprintError becomes
-    a one-line message and exit status 1, never a traceback."""
+    a one-line message and exit status 1, never a traceback. Success returns normally (for callers that
+    run commands in-process)."""
     _register_all()
     try:
         app(args=argv, prog_name="faceprint")
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
     except FaceprintError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(1)
