@@ -22,15 +22,19 @@ from faceprint.detection.mtcnn import MTCNNDetector
 from faceprint.errors import ImageError
 from faceprint.io import load_image
 
-# The child runs the CLI and reports its own peak RSS (kB on Linux), so nothing else run by the test
-# session counts.
+# The child runs the CLI and reports its own peak RSS in kB: VmHWM, the high-water mark of the memory
+# the child's program has mapped since exec. Not getrusage's ru_maxrss: Linux carries that across fork
+# and exec, so a child of a big pytest process (the whole suite in one process, as in CI) reports at
+# least its parent's RSS (CI saw 4546 MiB for this child, which peaks at about 0.95 GB).
 _CHILD = """
-import resource, sys
+import sys
 from faceprint.cli import main
 try:
     main(sys.argv[1:])
 finally:
-    sys.stderr.write(f"\\nPEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+    with open("/proc/self/status") as status:
+        hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stderr.write(f"\\nPEAK_RSS_KB {hwm}\\n")
 """
 
 
@@ -42,6 +46,7 @@ def _png_header_only(width: int, height: int, colour_type: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="measures VmHWM in /proc (Linux)")
 def test_9999_square_bombs_are_detected_within_a_memory_bound_and_silently(tmp_path: Path) -> None:
     # The issue's inputs: a 1-bit PNG of 9999 x 9999 pixels (a few KB on disk) and a 9999 x 9999 JPEG.
     # Before the bounds each took about 5 GB and printed NumPy's overflow warning.
@@ -141,3 +146,15 @@ def test_no_box_is_smaller_than_min_face_size(faces_dir: Path) -> None:
     for image in [noise, *(load_image(p) for p in photos)]:
         for det in detector.detect(image):
             assert max(det.width, det.height) >= 20
+
+
+def test_no_pyramid_level_is_bigger_than_the_working_bound() -> None:
+    from faceprint.detection.mtcnn_boxes import pyramid_scales
+
+    # min_face_size 1 on a 4K frame would upsample it 12x per side (a 1.2 Gpx first level; at
+    # min_face_size 2 on 1080p the detector took 4 GB and a minute before the cap).
+    for height, width, min_face in [(2160, 3840, 1), (1080, 1920, 2), (480, 640, 1)]:
+        scales = pyramid_scales(height, width, min_face, 0.709, MAX_WORKING_PIXELS)
+        assert scales and height * width * scales[0] ** 2 <= MAX_WORKING_PIXELS * (1 + 1e-9)
+    # Where the bound does not bind, the pyramid is the package's: the first level maps min_face to 12 px.
+    assert pyramid_scales(1080, 1920, 20, 0.709, MAX_WORKING_PIXELS)[0] == pytest.approx(12 / 20)

@@ -206,7 +206,7 @@ class MTCNNDetector:
         levels: list[_Level] = []
         tables: list[_Tables] = []
         for (h, w), members in by_size.items():
-            scales = pyramid_scales(h, w, self.min_face_size, self.factor)
+            scales = pyramid_scales(h, w, self.min_face_size, self.factor, self.max_pixels)
             small = any(scale < _TABLE_SCALE for scale in scales)
             table = _Tables([images[i] for i in members]) if small else None
             tables += [table] if table else []

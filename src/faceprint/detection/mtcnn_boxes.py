@@ -7,6 +7,7 @@ these between its stages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -163,10 +164,15 @@ def _cell_edges(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
     return pixel, edges - pixel
 
 
-def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
+def pyramid_scales(
+    height: int, width: int, min_face_size: float, factor: float, max_pixels: float = math.inf
+) -> list[float]:
     """Scales of the image pyramid: the first maps min_face_size to P-Net's 12 px window; levels stop
-    before the shorter side drops under 12 px."""
-    first = PNET_CELL / min_face_size
+    before the shorter side drops under 12 px. No level has more than ``max_pixels`` pixels: a
+    min_face_size under 12 px upsamples the image (by 12 / min_face_size per side), and 1 px faces on a
+    4K frame would ask for a 1.2 Gpx level, so the first scale is capped and the smallest face searched
+    becomes 12 x sqrt(pixels / max_pixels) px instead."""
+    first = min(PNET_CELL / min_face_size, math.sqrt(max_pixels / (height * width)))
     scales = []
     side = min(height, width) * first
     while side >= PNET_CELL:
