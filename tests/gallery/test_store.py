@@ -1,5 +1,6 @@
 """Gallery store behaviour on synthetic unit vectors: people, dedup, rename/merge/delete, export/import,
-embedder separation, schema checks and erasure of deleted biometric data."""
+embedder separation, schema checks and erasure of deleted biometric data. Every test that takes
+``gallery``/``gallery_url``/``new_gallery_url`` runs on both stores (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def unit(rng: np.random.Generator, n: int = 1, dim: int = 128) -> np.ndarray:
 
 
 @pytest.fixture()
-def gallery(tmp_path: Path):
-    with Gallery.open(tmp_path / "g.sqlite3") as g:
+def gallery(gallery_url: str):
+    with Gallery.open(gallery_url) as g:
         yield g
 
 
@@ -78,11 +79,11 @@ def test_search_finds_nearest_person_with_distances(gallery: Gallery) -> None:
     np.testing.assert_allclose([c.distance for c in cands], expected, atol=1e-5)
 
 
-def test_nearest_and_mean_combination_differ_as_defined(tmp_path: Path) -> None:
+def test_nearest_and_mean_combination_differ_as_defined(new_gallery_url) -> None:
     rng = np.random.default_rng(3)
     a, b, probe = unit(rng, 3)
     for combine in ("nearest", "mean"):
-        with Gallery.open(tmp_path / f"{combine}.sqlite3", combine=combine) as g:
+        with Gallery.open(new_gallery_url(combine), combine=combine) as g:
             pid = g.add_person("x")
             g.add_template(pid, a, content_hash="a", **EMB)
             g.add_template(pid, b, content_hash="b", **EMB)
@@ -134,19 +135,17 @@ def test_rename_merge_delete(gallery: Gallery) -> None:
         gallery.person("Eve Smith")
 
 
-def test_delete_leaves_no_biometric_bytes(tmp_path: Path) -> None:
+def test_delete_leaves_no_biometric_bytes(gallery_url: str, bytes_on_disk) -> None:
     """The files hold none of a deleted person's bytes while the gallery is still open (on close SQLite
-    folds the log into the main file anyway, which would hide a WAL that kept them)."""
-    path = tmp_path / "g.sqlite3"
+    folds the log into the main file anyway, which would hide a WAL that kept them). PostgreSQL: its
+    data files, once the deletion's VACUUM ran and a checkpoint wrote the pages (see bytes_on_disk)."""
     rng = np.random.default_rng(8)
     secret = unit(rng)[0]
     needle = secret.astype("<f4").tobytes()
     fragments = (needle[:32], needle[-32:], b"Frank Secret", b"/photos/frank.jpg", b"f" * 64)
+    on_disk = bytes_on_disk
 
-    def on_disk() -> bytes:
-        return b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()))
-
-    with Gallery.open(path) as g:
+    with Gallery.open(gallery_url) as g:
         g.add_template(
             g.add_person("Frank Secret"),
             secret,
@@ -163,24 +162,21 @@ def test_delete_leaves_no_biometric_bytes(tmp_path: Path) -> None:
         raw = on_disk()
         for fragment in fragments:
             assert fragment not in raw
-        db = sqlite3.connect(path)
-        assert db.execute("SELECT count(*) FROM people WHERE name LIKE 'Frank%'").fetchone() == (0,)
-        assert db.execute(
-            "SELECT count(*) FROM templates WHERE content_hash = ?", ("f" * 64,)
-        ).fetchone() == (0,)
-        db.close()
+        assert [p.name for p in g.people()] == ["Grace"]
+        assert all(t.content_hash != "f" * 64 for t in g.templates())
+        assert g.store.integrity_check() == ["ok"]
 
 
-def test_export_import_round_trip(tmp_path: Path) -> None:
+def test_export_import_round_trip(tmp_path: Path, new_gallery_url) -> None:
     rng = np.random.default_rng(9)
     vectors = unit(rng, 4)
-    with Gallery.open(tmp_path / "a.sqlite3") as a:
+    with Gallery.open(new_gallery_url("a")) as a:
         for i, name in enumerate(["Hal", "Ivy"]):
             pid = a.add_person(name, {"n": i})
             a.add_template(pid, vectors[2 * i], content_hash=f"{i}a", **EMB)
             a.add_template(pid, vectors[2 * i + 1], content_hash=f"{i}b", **EMB)
         assert a.export_json(tmp_path / "out.json") == 4
-    with Gallery.open(tmp_path / "b.sqlite3") as b:
+    with Gallery.open(new_gallery_url("b")) as b:
         assert b.import_json(tmp_path / "out.json") == 4
         assert b.import_json(tmp_path / "out.json") == 0  # already there
         assert [(p.name, p.n_templates, p.metadata) for p in b.people()] == [
@@ -190,7 +186,7 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
         got = np.stack([t.embedding for t in b.templates()])
         np.testing.assert_array_equal(got, vectors)
     (tmp_path / "bad.json").write_text('{"format": "something-else"}')
-    with Gallery.open(tmp_path / "c.sqlite3") as c, pytest.raises(GalleryError, match=r"bad\.json"):
+    with Gallery.open(new_gallery_url("c")) as c, pytest.raises(GalleryError, match=r"bad\.json"):
         c.import_json(tmp_path / "bad.json")
 
 
@@ -278,6 +274,15 @@ def test_default_path_follows_environment(tmp_path: Path, monkeypatch: pytest.Mo
     assert (tmp_path / "env.sqlite3").is_file()
 
 
+def test_default_gallery_may_be_a_store_url(gallery_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEPRINT_GALLERY", gallery_url)
+    with Gallery.open() as g:
+        assert g.location.endswith(gallery_url.rsplit("/", 1)[1])
+        g.add_person("Jo")
+    with Gallery.open(gallery_url) as g:
+        assert [p.name for p in g.people()] == ["Jo"]
+
+
 def test_corrections_round_trip_filter_and_follow_merges(gallery: Gallery) -> None:
     rng = np.random.default_rng(11)
     v = unit(rng, 3)
@@ -301,17 +306,16 @@ def test_corrections_round_trip_filter_and_follow_merges(gallery: Gallery) -> No
     assert [c.kind for c in gallery.corrections(KEY)] == ["reject"]
 
 
-def test_deleting_a_person_erases_their_corrections(tmp_path: Path) -> None:
-    path = tmp_path / "g.sqlite3"
+def test_deleting_a_person_erases_their_corrections(gallery_url: str, bytes_on_disk) -> None:
     rng = np.random.default_rng(12)
     probe = unit(rng)[0]
-    with Gallery.open(path) as g:
+    with Gallery.open(gallery_url) as g:
         hal = g.add_person("Hal")
         g.add_template(hal, unit(rng)[0], content_hash="h", **EMB)
         g.add_correction(hal, "reject", probe, KEY, content_hash="c" * 64)
         g.delete("Hal")
         assert g.corrections(KEY) == []
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    raw = bytes_on_disk()
     needle = probe.astype("<f4").tobytes()
     for fragment in (needle[:32], needle[-32:], b"c" * 64):
         assert fragment not in raw
@@ -333,3 +337,97 @@ def test_a_gallery_of_schema_1_gains_the_corrections_table(tmp_path: Path) -> No
         g.add_correction(pid, "reject", unit(np.random.default_rng(13))[0], KEY)
         assert len(g.corrections(KEY, pid)) == 1
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_postgres_refuses_a_foreign_or_newer_schema(postgres_server) -> None:
+    from faceprint.gallery import postgres
+
+    foreign = postgres_server.new_database()
+    try:
+        with psycopg_connect(foreign) as db:
+            db.execute("CREATE SCHEMA faceprint")
+            db.execute("CREATE TABLE faceprint.invoices (id integer PRIMARY KEY, total real)")
+        with pytest.raises(GalleryError, match="not a faceprint gallery"):
+            Gallery.open(foreign)
+        with psycopg_connect(foreign) as db:  # left as it was
+            tables = db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'faceprint'"
+            )
+            assert tables.fetchall() == [("invoices",)]
+    finally:
+        postgres_server.drop(foreign)
+
+    newer = postgres_server.new_database()
+    try:
+        Gallery.open(newer).close()
+        with psycopg_connect(newer) as db:
+            db.execute("UPDATE faceprint.schema_version SET version = %s", (postgres.SCHEMA_VERSION + 1,))
+        with pytest.raises(GalleryError, match="newer"):
+            Gallery.open(newer)
+    finally:
+        postgres_server.drop(newer)
+
+
+def test_postgres_unreachable_server_and_bad_url_are_one_line_errors(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg", reason="needs faceprint[postgres]")
+    url = f"postgresql://nobody:s3cret@/gallery?host={tmp_path}"  # no server listens on that socket folder
+    with pytest.raises(GalleryError) as caught:
+        Gallery.open(url)
+    message = str(caught.value)
+    assert "cannot open the gallery database" in message and "\n" not in message
+    assert "s3cret" not in message  # the password never appears in messages
+    with pytest.raises(GalleryError, match="not a valid gallery URL"):
+        Gallery.open(Path("postgresql://host/db"))  # what pathlib makes of a URL
+
+
+def test_postgres_embedders_get_their_own_hnsw_index(postgres_server) -> None:
+    """Each embedder version gets a partial HNSW index, and the store's HNSW search uses it and agrees
+    with exact search on a gallery this small."""
+    from faceprint.gallery.postgres import hnsw_index_name
+
+    url = postgres_server.new_database()
+    try:
+        rng = np.random.default_rng(14)
+        vectors = unit(rng, 200)
+        other = EmbedderKey("facenet", "1")
+        with Gallery.open(url) as g:
+            with g.store.transaction():
+                for i, v in enumerate(vectors):
+                    g.add_template(g.add_person(f"p{i}"), v, content_hash=str(i), **EMB)
+                g.add_template(
+                    "p0", unit(rng, dim=64)[0], content_hash="o", embedder="facenet", embedder_version="1"
+                )
+            with psycopg_connect(url) as db:
+                names = {
+                    r[0]
+                    for r in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'faceprint'")
+                }
+                plan = "\n".join(
+                    r[0]
+                    for r in db.execute(
+                        "EXPLAIN SELECT id FROM faceprint.templates WHERE embedder = 'dlib-resnet' "
+                        "AND embedder_version = '1' "
+                        "ORDER BY embedding::vector(128) <#> %s::vector(128) LIMIT 3",
+                        (str(vectors[0].tolist()),),
+                    )
+                )
+            assert {hnsw_index_name(KEY), hnsw_index_name(other)} <= names
+            assert hnsw_index_name(KEY) in plan
+            probes = vectors[:20] + 0.05 * unit(rng, 20)
+            probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+            ids, pids, dists = g.store.nearest_templates(KEY, probes, k=3)
+            assert ids.shape == (20, 3)
+            exact = np.sort(np.linalg.norm(vectors[None] - probes[:, None], axis=2), axis=1)[:, :3]
+            # float32 vectors, distances from pgvector's float inner product.
+            np.testing.assert_allclose(dists, exact, atol=1e-4)
+            assert [g.find(int(p)).name for p in pids[:, 0]] == [f"p{i}" for i in range(20)]
+            (dist_other,) = g.store.nearest_templates(other, unit(rng, dim=64), k=5)[2]
+            assert len(dist_other) == 1  # the other embedder's vectors only
+    finally:
+        postgres_server.drop(url)
+
+
+def psycopg_connect(url: str):
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)

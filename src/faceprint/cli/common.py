@@ -17,11 +17,13 @@ if TYPE_CHECKING:
     from faceprint.gallery import Gallery
 
 Images = Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)]
+# A string, not a Path: pathlib would turn postgresql://host/db into postgresql:/host/db.
 GalleryOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--gallery",
-        help="Gallery file (default: $FACEPRINT_GALLERY, else gallery.sqlite3 in the user data folder).",
+        help="Gallery file or postgresql://user@host/db URL (default: $FACEPRINT_GALLERY, else "
+        "gallery.sqlite3 in the user data folder).",
     ),
 ]
 ThresholdOpt = Annotated[
@@ -59,7 +61,7 @@ def analyzer(ctx: typer.Context, **detector_options: Any) -> FaceAnalyzer:
     )
 
 
-def open_gallery(path: Path | None) -> Gallery:
+def open_gallery(path: str | Path | None) -> Gallery:
     from faceprint.gallery import Gallery
 
     return Gallery.open(path)

@@ -1,4 +1,5 @@
-"""Galleries of known people: storage (SQLite by default), exact search, per-gallery thresholds, enrolment.
+"""Galleries of known people: storage (SQLite by default, or PostgreSQL), exact search, per-gallery
+thresholds, enrolment.
 
 Importing this package is cheap (NumPy and the stdlib); models load only when enrolment runs.
 """
@@ -9,7 +10,7 @@ from faceprint.gallery.enrollment import EnrollReport, EnrollResult
 from faceprint.gallery.gallery import Gallery, default_gallery_path
 from faceprint.gallery.matching import Candidate, MatchIndex
 from faceprint.gallery.sqlite import SQLiteStore
-from faceprint.gallery.store import Correction, EmbedderKey, GalleryStore, Person, Template
+from faceprint.gallery.store import Correction, EmbedderKey, GalleryStore, Person, Template, open_store
 
 __all__ = [
     "Candidate",
@@ -24,4 +25,5 @@ __all__ = [
     "SQLiteStore",
     "Template",
     "default_gallery_path",
+    "open_store",
 ]

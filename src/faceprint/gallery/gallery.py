@@ -17,7 +17,6 @@ from platformdirs import user_data_dir
 
 from faceprint.errors import GalleryError
 from faceprint.gallery.matching import Candidate, Combine, MatchIndex
-from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.gallery.store import (
     CORRECTION_KINDS,
     Correction,
@@ -27,6 +26,7 @@ from faceprint.gallery.store import (
     NewTemplate,
     Person,
     Template,
+    open_store,
 )
 from faceprint.thresholds import DEFAULT_TARGET_FPIR, Calibration, builtin_calibration, calibration_for
 from faceprint.types import UNKNOWN, EmbedderKey
@@ -67,8 +67,9 @@ class Gallery:
 
     @classmethod
     def open(cls, path: Path | str | None = None, *, combine: Combine = "mean") -> Gallery:
-        """Open (or create) the SQLite gallery at ``path`` (None: :func:`default_gallery_path`)."""
-        return cls(SQLiteStore(Path(path) if path is not None else default_gallery_path()), combine=combine)
+        """Open (or create) the gallery at ``path``: a SQLite file, or a ``postgresql://`` URL (None:
+        $FACEPRINT_GALLERY, else :func:`default_gallery_path`); see :func:`open_store`."""
+        return cls(open_store(path), combine=combine)
 
     @property
     def location(self) -> str:

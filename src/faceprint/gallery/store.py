@@ -1,18 +1,22 @@
 """The gallery's storage interface: people, templates and settings behind a small protocol.
 
-The SQLite implementation (``sqlite.py``) is the default; another backend (e.g. PostgreSQL) implements
-the same protocol and the ``Gallery`` facade, matching and enrolment work on it unchanged.
+The SQLite implementation (``sqlite.py``) is the default; PostgreSQL with pgvector (``postgres.py``)
+implements the same protocol, and the ``Gallery`` facade, matching and enrolment work on either.
+``open_store`` is the one place a ``--gallery`` value (a path or a ``postgresql://`` URL) becomes a store.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from faceprint.errors import GalleryError
 from faceprint.types import EmbedderKey
 
 
@@ -161,3 +165,28 @@ class GalleryStore(Protocol):
     def set_setting(self, key: str, value: str | None) -> None: ...
 
     def close(self) -> None: ...
+
+
+def open_store(target: str | os.PathLike[str] | None = None) -> GalleryStore:
+    """The one place a gallery location becomes a store: ``postgresql://...`` (or ``postgres://``) opens
+    the PostgreSQL store (``faceprint[postgres]``), anything else is the path of a SQLite file; None is
+    $FACEPRINT_GALLERY, else ``gallery.sqlite3`` in the user data folder."""
+    from faceprint.gallery.postgres import is_postgres_url
+
+    if target is None:
+        target = os.environ.get("FACEPRINT_GALLERY") or None
+    if target is None:
+        from faceprint.gallery.gallery import default_gallery_path
+
+        target = default_gallery_path()
+    text = os.fspath(target)
+    if is_postgres_url(text):
+        from faceprint.gallery.postgres import PostgresStore
+
+        return PostgresStore(text)
+    if text.startswith(("postgresql:/", "postgres:/")):
+        # A URL that went through pathlib.Path lost a slash ("postgresql:/host/db"): say so.
+        raise GalleryError(f"{text}: not a valid gallery URL (write postgresql://user@host/database)")
+    from faceprint.gallery.sqlite import SQLiteStore
+
+    return SQLiteStore(Path(text))
