@@ -105,7 +105,14 @@ def test_people_lifecycle_and_delete_leaves_no_picture(two_people, knn_dir: Path
     remaining = client.get(f"/api/v1/people/{obama['id']}", headers=h).json()["image_list"][0]
     jpeg = client.get(remaining["thumbnail_url"], headers=h).content
     assert client.delete(f"/api/v1/people/{obama['id']}", headers=h).status_code == 403  # enrol: no
+    seen = client.post(
+        "/api/v1/identify", headers=h, files={"image": _file(knn_dir / "train" / "obama" / "obama.jpg")}
+    ).json()
+    face = [f["name"] for f in seen["faces"]].index("Barack Obama")
+    assert two_people.engine.recent_face(seen["result_id"], face).crop_jpeg is not None
     deleted = client.delete(f"/api/v1/people/{obama['id']}", headers=admin).json()
+    # The recent result's crop of that face (kept for corrections) goes with the person.
+    assert two_people.engine.recent_face(seen["result_id"], face).crop_jpeg is None
     assert deleted == {"deleted": obama["id"], "templates": 1, "thumbnails": 1}
     assert client.get(f"/api/v1/people/{obama['id']}", headers=h).status_code == 404
     assert client.get(remaining["thumbnail_url"], headers=h).status_code == 404

@@ -155,6 +155,21 @@ def test_enrol_in_the_browser_then_see_the_name_over_live_video(
             page.goto(server.url + "/unknowns")
             page.wait_for_selector(".tile img")
             page.screenshot(path=str(shots / "unknowns.png"))
+            # Name the group from the review: it becomes a person, and the review is empty.
+            page.fill(".tile input[name=name]", "Joe Biden")
+            page.click(".tile button.primary")
+            page.wait_for_selector("text=Enrolled as Joe Biden")
+            assert page.inner_text(".empty") == "Nothing to review."
+            page.goto(server.url + "/")
+            assert "Joe Biden" in page.inner_text(".grid")
+            page.screenshot(path=str(shots / "people.png"))
+            # "Wrong" beside a name on the live page: a correction of the match on screen, logged.
+            page.goto(server.url + "/live")
+            page.wait_for_selector("#names button[data-name='Barack Obama']", timeout=60_000)
+            page.click("#names button[data-name='Barack Obama']")
+            page.wait_for_selector("#names-note:has-text('will no longer be named Barack Obama')")
+            log = page.request.get(server.url + "/api/v1/corrections", headers={"X-API-Key": token}).json()
+            assert [c["kind"] for c in log].count("reject") == 2  # the identify page's and this one
             # The API docs render offline (Swagger UI served by the service).
             page.goto(server.url + "/docs")
             page.wait_for_selector(".opblock-summary-path", timeout=30_000)

@@ -165,15 +165,29 @@ def test_rate_limit_per_key(tmp_path: Path, make_app):
         "Robert'); DROP TABLE people;--",
         "<script>alert(1)</script>",
         "Zoë 李",
+        "tab\tand\nnewline",
+        "\x1b[31mred",
     ],
 )
-def test_hostile_names_are_stored_verbatim_and_rendered_escaped(service, name: str):
+def test_hostile_names_are_stored_as_the_library_says_and_rendered_escaped(service, name: str):
+    """The service applies the library's one name policy: a name it accepts is stored as it cleans it
+    (and shown escaped in the UI); a name it refuses is a 422 with its reason, never a 500 or a file."""
+    from faceprint.errors import FaceprintError
+    from faceprint.gallery.gallery import clean_name
+
     client = service.client
     created = client.post("/api/v1/people", headers=service.h("enrol"), json={"name": name})
+    try:
+        expected = clean_name(name)
+    except FaceprintError as err:
+        assert created.status_code == 422, created.text
+        assert created.json()["error"] == {"code": "invalid_name", "message": str(err)}
+        assert service.engine.gallery.people() == []
+        return
     assert created.status_code == 201, created.text
     pid = created.json()["id"]
-    assert client.get(f"/api/v1/people/{pid}", headers=service.h("enrol")).json()["name"] == name
-    assert [p["name"] for p in client.get("/api/v1/people", headers=service.h("enrol")).json()] == [name]
+    assert client.get(f"/api/v1/people/{pid}", headers=service.h("enrol")).json()["name"] == expected
+    assert [p["name"] for p in client.get("/api/v1/people", headers=service.h("enrol")).json()] == [expected]
     client.post("/login", data={"key": service.keys["admin"]})
     for page in ("/", f"/people/{pid}"):
         html = client.get(page).text

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from faceprint.service.auth import Principal, require
+from faceprint.service.engine import person_name
 from faceprint.service.errors import ApiError
 from faceprint.service.inputs import read_fields
 from faceprint.service.metrics import CONTENT_TYPE
@@ -307,8 +308,9 @@ async def enroll(request: Request, _: Enrol) -> dict[str, Any]:
     name = fields.text("name")
     if not name:
         raise ApiError(422, "invalid_request", "name: required")
+    name = person_name(name)
     outcome = await _enrol_one(services, name, fields.image("image"))
-    person = await services.io_bound(services.engine.gallery.find, " ".join(name.split()))
+    person = await services.io_bound(services.engine.gallery.find, name)
     return {**outcome, "person_id": None if person is None else person.id}
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,18 @@ class RecentFace:
     name: str
     person_id: int | None
     distance: float
-    crop: np.ndarray | None
+    crop_jpeg: bytes | None  # JPEG, not pixels: 2000 results x faces stay a few MB, not hundreds
+
+
+def person_name(name: str | None) -> str:
+    """A person's name as the gallery will store it, checked by the library's one name policy; a name it
+    refuses is a 422 with the library's reason."""
+    from faceprint.gallery.gallery import clean_name
+
+    try:
+        return clean_name(name or "")
+    except FaceprintError as err:
+        raise ApiError(422, "invalid_name", str(err)) from None
 
 
 class SharedClusters(UnknownClusters):
@@ -184,7 +195,12 @@ class Engine:
             crop = thumbnail(image, match.face.box)
             recent.append(
                 RecentFace(
-                    match.face, match.face.embedding, match.name, match.person_id, match.distance, crop
+                    match.face,
+                    match.face.embedding,
+                    match.name,
+                    match.person_id,
+                    match.distance,
+                    encode_jpeg(crop),
                 )
             )
             if remember_unknowns and not match.known:
@@ -224,13 +240,15 @@ class Engine:
         return self.gallery.people()
 
     def create_person(self, name: str) -> Person:
-        if self.gallery.find(str(name).strip()) is not None:
+        name = person_name(name)
+        if self.gallery.find(name) is not None:
             raise ApiError(409, "name_taken", "a person with this name already exists")
         return self.person(self.gallery.add_person(name))
 
     def rename(self, person_id: int, name: str) -> Person:
+        name = person_name(name)
         self.person(person_id)
-        other = self.gallery.find(" ".join(str(name).split()))
+        other = self.gallery.find(name)
         if other is not None and other.id != person_id:
             raise ApiError(409, "name_taken", "a person with this name already exists")
         return self.gallery.rename(person_id, name)
@@ -250,22 +268,26 @@ class Engine:
         self.person(person_id)
         templates = self.gallery.delete(person_id)
         thumbs = self.state.delete_thumbnails(person_id=person_id)
+        # The crops of recent results that named this person go too (nothing of them stays behind).
+        with self._recent_lock:
+            for key, (at, faces) in list(self._recent.items()):
+                if any(f.person_id == person_id for f in faces):
+                    faces = [replace(f, crop_jpeg=None) if f.person_id == person_id else f for f in faces]
+                    self._recent[key] = (at, faces)
         return {"templates": templates, "thumbnails": thumbs}
 
     def enrol(self, name: str, image: np.ndarray, source: str = "upload"):
         """Enrol the portrait's subject under ``name`` (created on first use), storing its thumbnail."""
-        result = self.gallery.enroll_image(name, image, self.analyzer)
+        result = self.gallery.enroll_image(person_name(name), image, self.analyzer)
         if result.status == "enrolled" and result.template_id is not None and result.box is not None:
             person = self.gallery.find(result.name)
             if person is not None:
-                self.state.put_thumbnail(
-                    result.template_id, person.id, encode_jpeg(thumbnail(image, result.box))
-                )
+                self._put_thumbnail(result.template_id, person.id, encode_jpeg(thumbnail(image, result.box)))
         self._count(result.status == "enrolled")
         return result
 
-    def _put_thumbnail(self, template_id: int, person_id: int, crop: np.ndarray) -> None:
-        self.state.put_thumbnail(template_id, person_id, encode_jpeg(crop))
+    def _put_thumbnail(self, template_id: int, person_id: int, jpeg: bytes) -> None:
+        self.state.put_thumbnail(template_id, person_id, jpeg)
         # A delete of the person (or the image) by another request in between must not leave the
         # picture behind: check after writing, so one of the two always removes it.
         try:
@@ -314,7 +336,7 @@ class Engine:
                 raise ApiError(409, "not_named", "this face was not named, so there is no match to reject")
             correction = self.recognizer.reject_face(found.face, found.name)
             return {"rejected": found.name, "correction_id": correction, "template_id": None}
-        name = " ".join(right_name.split())
+        name = person_name(right_name)
         rejected = None
         with self.gallery.store.transaction():
             if self.gallery.find(name) is None:
@@ -324,8 +346,8 @@ class Engine:
                 self.recognizer.reject_face(found.face, found.name)
             confirmed = self.recognizer.confirm_face(found.face, name)
         person = self.gallery.person(confirmed.name)
-        if confirmed.template_id is not None and found.crop is not None:
-            self._put_thumbnail(confirmed.template_id, person.id, found.crop)
+        if confirmed.template_id is not None and found.crop_jpeg is not None:
+            self._put_thumbnail(confirmed.template_id, person.id, found.crop_jpeg)
         return {
             "confirmed": confirmed.name,
             "person_id": person.id,
@@ -420,9 +442,9 @@ class Engine:
 
         with self.clusters.lock:
             cluster = self._cluster(cluster_id)
-            target = self.person(person_id).name if person_id is not None else name
-            if not target:
+            if person_id is None and not (name or "").strip():
                 raise ApiError(422, "invalid_request", "give a name or a person_id")
+            target = self.person(person_id).name if person_id is not None else person_name(name)
             embedder, version = self.clusters.embedder
             added_ids = enroll_embeddings(
                 self.gallery,
@@ -431,10 +453,10 @@ class Engine:
                 (embedder, version),
                 f"unknowns#{cluster_id}",
             )
-            person = self.gallery.find(" ".join(target.split()))
+            person = self.gallery.find(target)
             assert person is not None
             if added_ids and cluster.crop is not None:
-                self._put_thumbnail(added_ids[0], person.id, cluster.crop)
+                self._put_thumbnail(added_ids[0], person.id, encode_jpeg(cluster.crop))
             self._drop(cluster_id)
         return {"person_id": person.id, "name": person.name, "templates_added": len(added_ids)}
 

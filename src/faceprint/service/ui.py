@@ -9,6 +9,7 @@ JSON API with the session cookie and the CSRF token.
 from __future__ import annotations
 
 import base64
+import time
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -25,6 +26,21 @@ from faceprint.service.state import PASSWORD_SESSION
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(resources.files("faceprint.service") / "templates"))
+
+
+def ago(when: float | None) -> str:
+    """'just now', '5 min ago', '3 h ago', '2 days ago': how long since a Unix time."""
+    if not when:
+        return "-"
+    seconds = max(0.0, time.time() - float(when))
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''} ago"
+    return "just now"
+
+
+templates.env.filters["ago"] = ago
 PREVIEW_SIDE = 1280  # the identify page shows the photo at most this large
 
 

@@ -1,9 +1,10 @@
 // Live camera page: webcam frames -> POST /api/v1/identify -> boxes and names drawn over the video.
 // Two frames are in flight at once so the upload of one overlaps the server's work on the other;
-// each answer is drawn only if it is newer than the one on screen.
+// each answer is drawn only if it is newer than the one on screen. Unknown faces go to the review at
+// most once a second (not once a frame); a "wrong" button beside each name corrects the latest match.
 "use strict";
 (function () {
-  const WIDTH = 640, HEIGHT = 360, IN_FLIGHT = 2, QUALITY = 0.8;
+  const WIDTH = 640, HEIGHT = 360, IN_FLIGHT = 2, QUALITY = 0.8, UNKNOWNS_EVERY_MS = 1000;
   const csrf = window.FACEPRINT.csrf;
   const video = document.getElementById("video");
   const overlay = document.getElementById("overlay");
@@ -13,7 +14,8 @@
   const grab = document.createElement("canvas");
   grab.width = WIDTH; grab.height = HEIGHT;
   const grabCtx = grab.getContext("2d");
-  let sent = 0, shown = -1, busy = 0, running = true;
+  let sent = 0, shown = -1, busy = 0, running = true, unknownsAt = 0, namesKey = null;
+  let current = {id: null, faces: []};  // the result on screen, for "wrong match"
   const updates = [], delays = [];
   // For tests and benchmarks: updates per second and capture-to-draw delay over the last 5 s.
   window.faceprintLive = {updates: 0, fps: 0, delayMs: 0, lastNames: [], frames: 0};
@@ -37,13 +39,46 @@
       ctx.fillStyle = colour; ctx.fillRect(x1 - 1.5, ty - 22, w, 22);
       ctx.fillStyle = "#0b1020"; ctx.fillText(label, x1 + 4, ty - 3);
     }
+    // The list is rebuilt only when the names change, so its buttons stay put under the pointer.
+    const key = faces.map((f) => (f.known ? f.name : "?")).join("\n");
+    if (key === namesKey) return;
+    namesKey = key;
     names.replaceChildren(...(faces.length ? faces : [{name: "nobody in view", none: true}]).map((f) => {
       const li = document.createElement("li");
-      li.textContent = f.none ? f.name : (f.known ? f.name : "unknown");  // textContent: never HTML
+      const label = document.createElement("span");
+      label.textContent = f.none ? f.name : (f.known ? f.name : "unknown");  // textContent: never HTML
       li.className = f.none ? "muted" : (f.known ? "known" : "unknown");
+      li.append(label);
+      if (f.known) {
+        const wrong = document.createElement("button");
+        wrong.className = "warn small";
+        wrong.dataset.name = f.name;
+        wrong.title = `This is not ${f.name}`;
+        wrong.textContent = "✗ Wrong";
+        li.append(wrong);
+      }
       return li;
     }));
   }
+
+  names.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-name]");
+    if (!button) return;
+    const name = button.dataset.name, note = document.getElementById("names-note");
+    const face = current.faces.findIndex((f) => f.known && f.name === name);
+    if (face < 0) return;
+    button.disabled = true;
+    const response = await fetch("/api/v1/corrections", {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+      body: JSON.stringify({result_id: current.id, face}),
+    });
+    const data = await response.json();
+    note.textContent = response.ok
+      ? `Noted: this face, and faces like it, will no longer be named ${data.rejected}.`
+      : data.error.message;
+    namesKey = null;  // redraw the list with the next answer
+  });
 
   function report(now, delay) {
     updates.push(now); delays.push(delay);
@@ -64,7 +99,9 @@
       (async () => {
         try {
           const blob = await frameBlob();
-          const response = await fetch("/api/v1/identify?top_k=1&mode=video", {
+          const now = performance.now(), unknowns = now - unknownsAt >= UNKNOWNS_EVERY_MS;
+          if (unknowns) unknownsAt = now;
+          const response = await fetch(`/api/v1/identify?top_k=1&mode=video&unknowns=${unknowns}`, {
             method: "POST", body: blob, credentials: "same-origin",
             headers: {"Content-Type": "image/jpeg", "X-CSRF-Token": csrf},
           });
@@ -74,6 +111,7 @@
           window.faceprintLive.frames++;
           if (index > shown) {
             shown = index;
+            current = {id: data.result_id, faces: data.faces};
             draw(data.faces);
             window.faceprintLive.lastNames = data.faces.map((f) => f.name);
             report(performance.now(), performance.now() - t0);
