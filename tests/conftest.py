@@ -8,14 +8,19 @@ suite. Skips a ``skipif`` marker asks for (the platform lacks what the test meas
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytester"]
-
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FACEPRINT_DATA", REPO.parent / "shared" / "data"))
+
+# Caches: converted model weights go to $FACEPRINT_CACHE_DIR when set (shared between runs), else to the
+# checkout's own .cache (as in CI), never to the user's cache folder; evaluation caches go to a folder of
+# the session (fixture below). user_cache_guard fails the session if the user's cache was written.
+os.environ.setdefault("FACEPRINT_CACHE_DIR", str(REPO / ".cache" / "faceprint"))
+pytest_plugins = ["pytester", "user_cache_guard"]
 
 
 STRICT = os.environ.get("FACEPRINT_STRICT", "") not in ("", "0")
@@ -166,3 +171,14 @@ def new_gallery_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequ
 def gallery_url(new_gallery_url) -> str:
     """Where this test's gallery lives: a SQLite file or a PostgreSQL database (both, parametrised)."""
     return new_gallery_url("g")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _evaluation_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The default evaluation cache (embeddings of the evaluated photos) is a file of this session."""
+    from faceprint.evaluation import cache
+
+    path = tmp_path_factory.mktemp("evaluation-cache") / "embeddings.sqlite"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cache, "default_path", lambda: path)
+        yield path

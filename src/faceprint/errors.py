@@ -25,3 +25,8 @@ class ModelError(FaceprintError):
 
 class GalleryError(FaceprintError):
     """A gallery could not be opened or changed (damaged file, foreign database, mixed embedders)."""
+
+
+class ErasureError(GalleryError):
+    """Records were deleted, but their bytes could not be erased from storage yet (another connection
+    still reads an older snapshot of the gallery); the message says how to finish the erasure."""

@@ -38,11 +38,17 @@ Far = Annotated[
     typer.Option("--far", help="FAR targets for TAR@FAR (repeatable; default 1e-1 1e-2 1e-3)."),
 ]
 NoCache = Annotated[
-    bool, typer.Option("--no-cache", help="Embed everything again; do not read or write the cache.")
+    bool, typer.Option("--no-cache", help="Embed everything again; do not read or write --cache-file.")
 ]
+# Embeddings of the user's photos are biometric data: no command stores them where `people delete` and
+# the user cannot see them, so a persistent cache is one the user names (and deletes) themselves.
 CacheFile = Annotated[
     Path | None,
-    typer.Option("--cache-file", help="Embedding cache file (SQLite); default: faceprint's cache."),
+    typer.Option(
+        "--cache-file",
+        help="Keep the embeddings in this SQLite file, so a later run on the same images is quick "
+        "(default: none; embeddings of your photos are stored nowhere).",
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
@@ -63,9 +69,9 @@ def _configs(specs: list[str] | None):
 def _cache(no_cache: bool, cache_file: Path | None):
     from faceprint.evaluation.cache import EmbeddingCache
 
-    if no_cache:
+    if no_cache or cache_file is None:
         return False
-    return EmbeddingCache(cache_file) if cache_file is not None else True
+    return EmbeddingCache(cache_file)
 
 
 def _far(far: list[float] | None) -> tuple[float, ...]:

@@ -12,7 +12,7 @@ import typer
 from faceprint.cli.common import GalleryOpt, Images, ThresholdOpt, global_options, report_error
 from faceprint.cli.common import analyzer as cli_analyzer
 from faceprint.cli.common import open_gallery as _open
-from faceprint.errors import FaceprintError
+from faceprint.errors import ErasureError, FaceprintError
 
 if TYPE_CHECKING:
     from faceprint.gallery import Gallery
@@ -27,6 +27,15 @@ correct_app = typer.Typer(
     no_args_is_help=True,
 )
 NameOpt = Annotated[str, typer.Option("--name", help="The enrolled person the correction is about.")]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for other programs reading the gallery before saying that the deleted "
+        "data could not be erased yet.",
+    ),
+]
 FaceOpt = Annotated[
     int | None, typer.Option("--face", help="Which face (identify's #N) when the image has several.")
 ]
@@ -243,6 +252,13 @@ def calibrate(
     n_pairs: Annotated[int, typer.Option(help="Pairs drawn from --folder.")] = 6000,
     far: Annotated[float, typer.Option(help="False-accept rate the threshold is set for.")] = 1e-3,
     save: Annotated[bool, typer.Option(help="Store the result in the gallery (used from then on).")] = False,
+    cache_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-file",
+            help="Keep the embeddings in this SQLite file for a later run (default: stored nowhere).",
+        ),
+    ] = None,
     gallery: GalleryOpt = None,
 ) -> None:
     """Recompute the threshold and the confidence calibration from labelled pairs."""
@@ -257,7 +273,7 @@ def calibrate(
     pair_set = read_lfw_pairs(pairs, images) if pairs is not None else folder_pairs(folder, n_pairs)
     # The pipeline every other command uses, global options (--no-flip) included.
     config = PipelineConfig(embedder_options=tuple(sorted(global_options(ctx).embedder_options.items())))
-    runner = EmbeddingRunner(config, cache=EmbeddingCache())
+    runner = EmbeddingRunner(config, cache=EmbeddingCache(cache_file) if cache_file is not None else None)
     run = runner.embed_paths(list(pair_set.images))
     vectors = dict(zip(pair_set.images, run.vectors, strict=True))
     key = EmbedderKey.of(runner.analyzer.embedder)
@@ -474,15 +490,52 @@ def people_merge(
 def people_delete(
     person: Annotated[str, typer.Argument(help="Name or id.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    wait: WaitOpt = 30.0,
     gallery: GalleryOpt = None,
 ) -> None:
-    """Delete a person and every template; their biometric data is erased from the file."""
+    """Delete a person and every template; their biometric data is erased from the file, or the command
+    says why not and exits 1."""
     with _open(gallery) as g:
+        _set_wait(g, wait)
         p = g.person(_ref(person, g))
         if not yes:
             typer.confirm(f"delete {p.name} and {p.n_templates} template(s)?", abort=True)
-        n = g.delete(p.id)
-    typer.echo(f"deleted {p.name} and {n} template(s)")
+        try:
+            n = g.delete(p.id)
+        except ErasureError as err:  # never "deleted" while the bytes are still on disk
+            message = f"{p.name} is deleted from the gallery but not erased from disk yet: {err}"
+            raise FaceprintError(message) from err
+        finally:
+            _delete_service_thumbnails(g.location, p.id)
+    typer.echo(f"deleted {p.name} and {n} template(s); their data is erased from {g.location}")
+
+
+def _set_wait(g: Gallery, seconds: float) -> None:
+    if hasattr(g.store, "purge_timeout_s"):
+        g.store.purge_timeout_s = seconds
+
+
+def _delete_service_thumbnails(location: str, person_id: int) -> None:
+    """The face thumbnails `faceprint serve` keeps of the person, in its state file beside the gallery."""
+    from faceprint.service.state import ServiceState, state_path_for
+
+    path = state_path_for(location)
+    if path.is_file():
+        state = ServiceState(path)
+        try:
+            state.delete_thumbnails(person_id=person_id)
+        finally:
+            state.close()
+
+
+@people_app.command("purge")
+def people_purge(wait: WaitOpt = 30.0, gallery: GalleryOpt = None) -> None:
+    """Erase from the gallery file what earlier deletions left in it (when `people delete` said that a
+    reader kept it there)."""
+    with _open(gallery) as g:
+        _set_wait(g, wait)
+        g.purge()
+    typer.echo(f"nothing deleted is left in {g.location}")
 
 
 @people_app.command("export")

@@ -138,6 +138,13 @@ class Gallery:
         stay in the files); returns the number of templates."""
         return self.store.delete_person(self.person(ref).id)
 
+    def purge(self) -> None:
+        """Erase from storage what earlier deletions left there (after an ``ErasureError``: a reader that
+        held an old snapshot has ended). Stores that erase as they delete have no ``purge``."""
+        purge = getattr(self.store, "purge", None)
+        if purge is not None:
+            purge()
+
     # -- templates ----------------------------------------------------------------------------
 
     def add_template(

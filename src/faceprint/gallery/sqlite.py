@@ -4,7 +4,10 @@ Why these settings:
 - WAL lets readers search while one writer enrols, and a ``kill -9`` at any point leaves the last
   committed state (every enrolment is one transaction).
 - ``secure_delete`` overwrites deleted rows with zeros and a TRUNCATE checkpoint after a deletion empties
-  the WAL, so deleting a person leaves none of their biometric bytes in the files.
+  the WAL, so deleting a person leaves none of their biometric bytes in the files. A reader still inside
+  a read transaction begun before the deletion needs the old pages, so SQLite keeps them in the main file
+  until it ends: the checkpoint waits for it (``purge_timeout_s``), then ``ErasureError`` says so instead
+  of reporting an erasure that did not happen; ``purge()`` finishes the job later.
 - ``application_id`` marks the file as a faceprint gallery and ``user_version`` holds the schema
   version, so a foreign SQLite database or one from a newer faceprint is refused with a clear error
   instead of being altered.
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.errors import GalleryError
+from faceprint.errors import ErasureError, GalleryError
 from faceprint.gallery.store import (
     Correction,
     CorrectionKind,
@@ -106,9 +109,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class SQLiteStore:
     """``GalleryStore`` on one SQLite file; safe to share between threads (one connection, one lock)."""
 
-    def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, path: Path, *, timeout_s: float = 30.0, purge_timeout_s: float | None = None) -> None:
+        """``timeout_s``: how long a write waits for another writer; ``purge_timeout_s`` (default the
+        same): how long erasing deleted records waits for readers of an older snapshot to finish."""
         self.path = Path(path)
         self.location = str(self.path)
+        self._busy_ms = int(timeout_s * 1000)
+        self.purge_timeout_s = timeout_s if purge_timeout_s is None else purge_timeout_s
         self._lock = threading.RLock()
         self._depth = 0
         self._purge_pending = False
@@ -124,7 +131,7 @@ class SQLiteStore:
         try:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA secure_delete = ON")
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             self._check_identity()
             if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise GalleryError(f"{self.path}: the file system does not support SQLite's WAL mode")
@@ -188,16 +195,16 @@ class SQLiteStore:
                 if outer:
                     self._execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
                     self._execute("COMMIT")
-                    if self._purge_pending:
-                        self._purge_wal()
             except BaseException:
                 if outer:
                     self._db.execute("ROLLBACK")
+                    self._purge_pending = False
                 raise
             finally:
                 self._depth -= 1
-                if outer:
-                    self._purge_pending = False
+            if outer and self._purge_pending:  # committed: erase what the deletions left in the WAL
+                self._purge_pending = False
+                self.purge()
 
     def _execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         try:
@@ -282,7 +289,24 @@ class SQLiteStore:
             if self._depth:
                 self._purge_pending = True
             else:
-                self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.purge()
+
+    def purge(self) -> None:
+        """Erase what deletions left on disk: fold the WAL (whose deleted rows ``secure_delete`` zeroed)
+        into the main file and truncate it. Waits up to ``purge_timeout_s`` for connections reading an
+        older snapshot (they need the old pages), then raises ``ErasureError``."""
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout = {int(self.purge_timeout_s * 1000)}")
+            try:
+                busy = self._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if busy:
+            raise ErasureError(
+                f"{self.path}: the deleted records are still in the file: another connection "
+                f"has held a read transaction on the gallery for over {self.purge_timeout_s:g} s (a running "
+                "`faceprint serve`, `watch` or `identify`?); when it has ended, run `faceprint people purge`"
+            )
 
     # -- templates ----------------------------------------------------------------------------
 

@@ -266,14 +266,16 @@ class Engine:
 
     def delete(self, person_id: int) -> dict[str, int]:
         self.person(person_id)
-        templates = self.gallery.delete(person_id)
-        thumbs = self.state.delete_thumbnails(person_id=person_id)
-        # The crops of recent results that named this person go too (nothing of them stays behind).
-        with self._recent_lock:
-            for key, (at, faces) in list(self._recent.items()):
-                if any(f.person_id == person_id for f in faces):
-                    faces = [replace(f, crop_jpeg=None) if f.person_id == person_id else f for f in faces]
-                    self._recent[key] = (at, faces)
+        try:
+            templates = self.gallery.delete(person_id)
+        finally:  # what the service keeps of the person goes even when the gallery cannot erase yet
+            thumbs = self.state.delete_thumbnails(person_id=person_id)
+            # The crops of recent results that named this person go too (nothing of them stays behind).
+            with self._recent_lock:
+                for key, (at, faces) in list(self._recent.items()):
+                    if any(f.person_id == person_id for f in faces):
+                        faces = [replace(f, crop_jpeg=None) if f.person_id == person_id else f for f in faces]
+                        self._recent[key] = (at, faces)
         return {"templates": templates, "thumbnails": thumbs}
 
     def enrol(self, name: str, image: np.ndarray, source: str = "upload"):
