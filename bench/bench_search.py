@@ -27,8 +27,8 @@ DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1]
 def real_embeddings(every: int) -> tuple[np.ndarray, np.ndarray]:
     """(vectors, identity ids) of the LFW images of every ``every``-th person (sorted by name), embedded
     by the default pipeline; the same subset as ``bench_identify_lfw.py --every``, the cache serves both."""
-    from faceprint.evaluation.pairs import labelled_images
     from faceprint.evaluation.runner import EmbeddingRunner
+    from faceprint.io import labelled_images
 
     people = labelled_images(DATA / "lfw" / "lfw-deepfunneled")
     names = list(people)[::every]

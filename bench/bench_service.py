@@ -3,7 +3,7 @@
     python bench/bench_service.py [--clients 16] [--seconds 60] [--soak SECONDS] [--no-live]
 
 1. Anchor: the same mix of requests (identify 60%, verify 20%, enrol 20%) on the same images, made by
-   calling the library (Recognizer.identify / verify, Gallery.enroll_image) in one process, one call at
+   calling the library (Recognizer.identify / verify, Recognizer.enroll) in one process, one call at
    a time: requests per second.
 2. Load: a real `faceprint serve` process on 127.0.0.1 (2 CPU workers, no rate limit), ``--clients``
    concurrent httpx clients looping for ``--seconds`` in total (bounded in time and count), in
@@ -64,9 +64,10 @@ def workload(seed: int = 0):
 
 def seed_gallery(path: Path, analyzer) -> None:
     from faceprint.gallery import Gallery
+    from faceprint.recognizer import Recognizer
 
     with Gallery.open(path) as gallery:
-        gallery.enroll_dir(KNN / "train", analyzer)
+        Recognizer(gallery, analyzer).enroll_dir(KNN / "train")
 
 
 # -- the anchor: the library in one process ---------------------------------------------------------
@@ -95,7 +96,7 @@ def run_direct(gallery_path: Path, analyzer, seconds: float, enrol_iter) -> dict
                     recognizer.verify(a, b)
             else:
                 name, photo = next(enrol_iter)
-                gallery.enroll_image(name, photo, analyzer)
+                Recognizer(gallery, analyzer).enroll(name, photo)
             counts[kind] += 1
             i += 1
         elapsed = time.perf_counter() - start

@@ -200,9 +200,10 @@ def identity(analyzer, tmp: Path, shots: int, thresholds: list[float | None]) ->
     photos = {n: sorted((LFW / n).glob("*.jpg"))[GALLERY_PHOTOS : GALLERY_PHOTOS + 4] for n in order}
     clip = write_test_clip(photos, set(enrolled), tmp / "identity.mp4", shots=shots, frames_per_shot=30)
     gallery = Gallery.open(tmp / "people.sqlite3")
+    recognizer = Recognizer(gallery, analyzer)
     for name in enrolled:
         for photo in sorted((LFW / name).glob("*.jpg"))[:GALLERY_PHOTOS]:
-            gallery.enroll_image(name, photo, analyzer)
+            recognizer.enroll(name, photo)
     print(f"## Identity on an LFW clip ({len(clip.frames)} frames, {shots} shots of 30 frames, 640x360)\n")
     print(f"Enrolled ({GALLERY_PHOTOS} photos each, not shown in the clip): {', '.join(enrolled)}")
     print(f"Strangers (never enrolled): {', '.join(strangers)}\n")

@@ -80,8 +80,8 @@ def main() -> None:
 
     from faceprint.evaluation.calibration import fit_calibration
     from faceprint.evaluation.metrics import best_threshold, eer, threshold_at_far
-    from faceprint.evaluation.pairs import labelled_images
     from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
+    from faceprint.io import labelled_images
 
     if args.npz is not None:
         with np.load(args.npz, allow_pickle=False) as z:

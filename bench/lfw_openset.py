@@ -42,8 +42,9 @@ def embedding_cache(path: Path | None):
 
 def lfw_embeddings(spec: str = "default:", cache: Path | None = None) -> LfwEmbeddings:
     """Every LFW image through one pipeline configuration (``PipelineConfig.parse`` syntax), cached."""
-    from faceprint.evaluation.pairs import labelled_images, read_lfw_people
+    from faceprint.evaluation.pairs import read_lfw_people
     from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
+    from faceprint.io import labelled_images
 
     people = labelled_images(LFW)
     paths = tuple(p for images in people.values() for p in images)

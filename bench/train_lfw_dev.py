@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from faceprint import models
+from faceprint.embedding.architectures import Architecture, build_model, nchw
 from faceprint.embedding.trained import load_architecture
 from faceprint.evaluation.metrics import accuracy_at, best_threshold, kfold_accuracy
-from faceprint.training.dataset import PairSet, load_pairs
+from faceprint.training.dataset import ChipPairs, load_pairs
 from faceprint.training.export import onnx_runner
-from faceprint.training.models import Architecture, build_model, nchw
 from faceprint.training.trainer import pair_distances
 
 
@@ -33,7 +33,7 @@ def seconds_per_epoch(run: Path) -> float:
         return float(np.mean([float(r["seconds"]) for r in csv.DictReader(f)]))
 
 
-def evaluate(distances: np.ndarray, pairs: PairSet, threshold: float | None) -> dict[str, float]:
+def evaluate(distances: np.ndarray, pairs: ChipPairs, threshold: float | None) -> dict[str, float]:
     out = {"pairs": len(distances), "best": best_threshold(distances, pairs.same).accuracy}
     out["calibrated"] = (
         accuracy_at(distances, pairs.same, threshold) if threshold is not None else float("nan")
@@ -44,7 +44,7 @@ def evaluate(distances: np.ndarray, pairs: PairSet, threshold: float | None) -> 
 
 
 @torch.no_grad()
-def dlib_distances(archs: list[Architecture], pairs: PairSet) -> list[np.ndarray]:
+def dlib_distances(archs: list[Architecture], pairs: ChipPairs) -> list[np.ndarray]:
     """Pair distances of several dlib-resnet variants sharing one frozen prefix: the prefix runs once,
     through ONNX Runtime, and each variant applies its own trainable part."""
     run = onnx_runner(archs[0], archs[0].module.frozen)

@@ -18,16 +18,34 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from faceprint.analyzer import FaceAnalyzer
     from faceprint.errors import FaceprintError
-    from faceprint.types import Detection, Face
+    from faceprint.gallery import Gallery
+    from faceprint.recognizer import Match, Recognizer
+    from faceprint.types import UNKNOWN, Detection, Face
 
-__all__ = ["Detection", "Face", "FaceAnalyzer", "FaceprintError", "__version__"]
+__all__ = [
+    "UNKNOWN",
+    "Detection",
+    "Face",
+    "FaceAnalyzer",
+    "FaceprintError",
+    "Gallery",
+    "Match",
+    "Recognizer",
+    "__version__",
+]
 
-# Imported on first attribute access so `import faceprint` stays free of torch and model work.
+# The public API, imported on first attribute access so `import faceprint` stays free of torch and
+# model work: FaceAnalyzer (detect, align, embed), Gallery (people and templates), Recognizer (enrol and
+# identify against a gallery with one analyzer), Match (what identify answers).
 _LAZY = {
     "FaceAnalyzer": "faceprint.analyzer",
     "FaceprintError": "faceprint.errors",
+    "Gallery": "faceprint.gallery",
+    "Match": "faceprint.recognizer",
+    "Recognizer": "faceprint.recognizer",
     "Detection": "faceprint.types",
     "Face": "faceprint.types",
+    "UNKNOWN": "faceprint.types",
 }
 
 

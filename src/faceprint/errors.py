@@ -11,6 +11,10 @@ class ImageError(FaceprintError):
     """An image could not be read: missing, corrupt, truncated, not an image, too large."""
 
 
+class DatasetError(FaceprintError):
+    """A folder of images (ROOT/NAME/*.jpg) or a data set's protocol file is missing or malformed."""
+
+
 class NoFaceError(FaceprintError):
     """An operation needed a face and the image has none."""
 

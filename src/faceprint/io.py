@@ -1,4 +1,5 @@
-"""Image decoding and validation: anything in, RGB uint8 HxWx3 out, or an ImageError naming the problem.
+"""Image decoding and validation: anything in, RGB uint8 HxWx3 out, or an ImageError naming the problem;
+and the one way folders of images are walked (which files are images, ROOT/NAME/*.jpg people folders).
 
 Pillow decodes rather than OpenCV because OpenCV silently returns a half-grey picture for a truncated
 JPEG and accepts decompression bombs up to 2^30 pixels; Pillow raises on both and exposes EXIF and modes.
@@ -15,9 +16,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from faceprint.errors import ImageError
+from faceprint.errors import DatasetError, ImageError
 
 ImageInput = str | PathLike | bytes | bytearray | np.ndarray | Image.Image
+
+# What a folder walk takes for an image, by extension (case-insensitive): the formats Pillow decodes that
+# photos and frame dumps come in. Anything else in a folder (notes, thumbnails' databases) is passed over.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 # About 10k x 10k: larger photos are almost always mistakes or decompression bombs. Overridable per call.
 MAX_PIXELS = 100_000_000
@@ -88,6 +93,32 @@ def describe(source: Any) -> str:
     if isinstance(source, np.ndarray):
         return f"<array {'x'.join(map(str, source.shape))}>"
     return f"<{type(source).__name__}>"
+
+
+def is_image_file(path: Path) -> bool:
+    """An existing file with an image extension (:data:`IMAGE_EXTENSIONS`)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+
+
+def image_files(folder: Path | str) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name (sub-folders are not entered)."""
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+
+
+def labelled_images(root: Path | str) -> dict[str, list[Path]]:
+    """``{person: sorted image paths}`` of a ROOT/NAME/*.jpg folder, people in name order (people
+    without images left out). Raises DatasetError when ``root`` is no folder or holds no such images."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder (expected ROOT/NAME/*.jpg, one sub-folder per person)")
+    people = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = image_files(sub)
+        if images:
+            people[sub.name] = images
+    if not people:
+        raise DatasetError(f"{root}: no images in per-person sub-folders (expected ROOT/NAME/*.jpg)")
+    return people
 
 
 def _decode(data: bytes, name: str, max_pixels: int, max_bytes: int) -> np.ndarray:

@@ -26,6 +26,8 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "facenet": ("embedder", "faceprint.embedding.facenet:FaceNetEmbedder"),
     "fusion": ("embedder", "faceprint.embedding.fusion:FusionEmbedder"),
 }
+# What an embedder "name" that is the path of an existing file is: a trained model (``faceprint train``).
+_TRAINED = "faceprint.embedding.trained:TrainedEmbedder"
 _REGISTERED: dict[str, tuple[str, Callable[..., Any]]] = {}
 # What FaceAnalyzer and every command use unless told otherwise (README: accuracy and speed).
 DEFAULT_DETECTOR = "mtcnn"
@@ -153,9 +155,7 @@ def create(name: str, kind: str, **kwargs: Any) -> Any:
 
     An embedder ``name`` that is the path of an existing file is a trained model (``faceprint train``)."""
     if kind == "embedder" and name not in _REGISTERED and name not in _BUILTIN and Path(name).is_file():
-        from faceprint.embedding.trained import TrainedEmbedder
-
-        return _construct(TrainedEmbedder, name, kind, name, **kwargs)
+        return _construct(_factory(_TRAINED), name, kind, name, **kwargs)
     if name in _REGISTERED:
         got_kind, factory = _REGISTERED[name]
     elif name in _BUILTIN:
@@ -165,10 +165,14 @@ def create(name: str, kind: str, **kwargs: Any) -> Any:
         raise ModelError(f"unknown {kind} {name!r}; available: {', '.join(available(kind)) or 'none'}")
     if got_kind != kind:
         raise ModelError(f"{name!r} is a {got_kind}, not a {kind}")
-    if factory is None:
-        module_name, attr = target.split(":")
-        factory = getattr(importlib.import_module(module_name), attr)
-    return _construct(factory, name, kind, **kwargs)
+    return _construct(factory or _factory(target), name, kind, **kwargs)
+
+
+def _factory(target: str) -> Callable[..., Any]:
+    """The factory a ``"module:attribute"`` target names, importing its module now (the registry names
+    models by string so that this bottom-layer module never imports the detection or embedding code)."""
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def _construct(factory: Any, name: str, kind: str, *args: Any, **kwargs: Any) -> Any:

@@ -15,15 +15,24 @@ of the rejected face and nearer to it than to the person.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from faceprint.errors import GalleryError, ManyFacesError, NoFaceError
 from faceprint.gallery import Candidate, Gallery
-from faceprint.gallery.enrollment import content_hash, quality_flags
+from faceprint.gallery.enrollment import (
+    EnrollReport,
+    EnrollResult,
+    content_hash,
+    enroll_dir,
+    enroll_image,
+    quality_flags,
+)
 from faceprint.io import ImageInput, describe
 from faceprint.thresholds import Calibration, embedder_calibration
 from faceprint.types import UNKNOWN, EmbedderKey, Face
@@ -177,6 +186,44 @@ class Recognizer:
         target = self.gallery.fpir_target(key)
         limit = model.threshold(counts, target)
         return OpenSetThreshold(limit, people, "FPIR target", target, expected(limit))
+
+    # -- enrolment (the policy: faceprint.gallery.enrollment) ------------------------------------
+
+    def enroll(
+        self,
+        name: str,
+        image: ImageInput,
+        *,
+        face_index: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        reject_low_quality: bool = False,
+    ) -> EnrollResult:
+        """Enrol the subject of ``image`` (or face ``face_index``) as ``name``, created on first use.
+        Problems with the image give a "refused" result with the reason, not an exception."""
+        return enroll_image(
+            self.gallery,
+            name,
+            image,
+            self.analyzer,
+            face_index=face_index,
+            metadata=metadata,
+            reject_low_quality=reject_low_quality,
+        )
+
+    def enroll_dir(
+        self,
+        root: Path | str,
+        *,
+        reject_low_quality: bool = False,
+        progress: Callable[[EnrollResult, int, int], None] | None = None,
+    ) -> EnrollReport:
+        """Enrol every image of a ROOT/NAME/*.jpg folder as NAME, skipping images already enrolled (an
+        interrupted run resumes cheaply). ``progress(result, done, total)`` is called after each image."""
+        return enroll_dir(
+            self.gallery, root, self.analyzer, reject_low_quality=reject_low_quality, progress=progress
+        )
+
+    # -- identification -----------------------------------------------------------------------
 
     def identify(self, image: ImageInput, top_k: int = 1, *, threshold: float | None = None) -> list[Match]:
         """A match for every face in the image, in the detector's order."""

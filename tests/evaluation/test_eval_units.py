@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceprint.errors import DatasetError
 from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash
 from faceprint.evaluation.identification import identification_metrics
-from faceprint.evaluation.pairs import folder_pairs, labelled_images, read_lfw_pairs
+from faceprint.evaluation.pairs import folder_pairs, read_lfw_pairs
 from faceprint.evaluation.runner import PipelineConfig, _select_face, crop_box
 from faceprint.evaluation.slices import estimate_yaw, occlude_eyes, occlude_lower_face
+from faceprint.io import labelled_images
 from faceprint.types import Detection
 
 
@@ -148,7 +150,7 @@ def test_folder_pairs_balanced_unique_seeded(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(EvaluationError, match="not a folder"):
+    with pytest.raises(DatasetError, match="not a folder"):
         labelled_images(tmp_path / "nope")
     _fake_lfw(tmp_path / "one", {"Ann": 1, "Bob": 1})
     with pytest.raises(EvaluationError, match="0 with 2\\+ images"):

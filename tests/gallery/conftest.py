@@ -27,11 +27,12 @@ def enrolled(tmp_path_factory: pytest.TempPathFactory, knn_dir: Path, analyzer) 
     """A gallery file holding obama and biden, one training photo each. Tests that change a gallery
     work on a copy."""
     from faceprint.gallery import Gallery
+    from faceprint.recognizer import Recognizer
 
     path = tmp_path_factory.mktemp("enrolled") / "g.sqlite3"
     with Gallery.open(path) as g:
         for name, photo in (("obama", "obama.jpg"), ("biden", "biden2.jpg")):
-            result = g.enroll_image(name, knn_dir / "train" / name / photo, analyzer)
+            result = Recognizer(g, analyzer).enroll(name, knn_dir / "train" / name / photo)
             assert result.status == "enrolled", result
     return path
 

@@ -18,6 +18,7 @@ import pytest
 from faceprint.cli import main
 from faceprint.gallery import Gallery
 from faceprint.io import load_image
+from faceprint.recognizer import Recognizer
 from faceprint.thresholds import BUILTIN
 from faceprint.types import EmbedderKey
 
@@ -176,7 +177,7 @@ def test_kill_9_during_enroll_dir_then_rerun_completes(tmp_path: Path, lfw_peopl
         assert g.store.integrity_check() == ["ok"]
         interrupted = len(g)
         assert 2 <= interrupted < total
-        report = g.enroll_dir(people, analyzer)
+        report = Recognizer(g, analyzer).enroll_dir(people)
         assert len(report.skipped) == interrupted
         assert len(g) == len(report.enrolled) + interrupted == total - len(report.refused)
         hashes = [t.content_hash for t in g.templates()]
@@ -230,11 +231,10 @@ def test_reembed_switches_embedder(enrolled: Path, tmp_path: Path, knn_dir: Path
     shutil.copy(knn_dir / "train" / "obama" / "obama2.jpg", moved)
     with Gallery.open(path) as g:
         # one template from bytes (no stored image), one from a file that then disappears
-        assert (
-            g.enroll_image("biden", (knn_dir / "train" / "biden" / "biden.jpg").read_bytes(), analyzer).status
-            == "enrolled"
-        )
-        assert g.enroll_image("obama", moved, analyzer).status == "enrolled"
+        recognizer = Recognizer(g, analyzer)
+        biden = (knn_dir / "train" / "biden" / "biden.jpg").read_bytes()
+        assert recognizer.enroll("biden", biden).status == "enrolled"
+        assert recognizer.enroll("obama", moved).status == "enrolled"
     moved.unlink()
     gallery = ["--gallery", str(path)]
     code, out, _ = run(["--embedder", "facenet", "reembed", *gallery], capsys)

@@ -70,23 +70,23 @@ def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analy
     with_bystander = cv2.resize(blair, None, fx=2, fy=2)
     with_bystander[-90:, -90:] = cv2.resize(powell, (90, 90), interpolation=cv2.INTER_AREA)
     with Gallery.open(tmp_path / "g.sqlite3") as g:
-        several = g.enroll_image("blair", side_by_side, analyzer)
+        several = Recognizer(g, analyzer).enroll("blair", side_by_side)
         assert several.status == "refused" and several.reason.startswith("2 faces found")
-        no_face = g.enroll_image("coffee", data.coffee(), analyzer)
+        no_face = Recognizer(g, analyzer).enroll("coffee", data.coffee())
         assert no_face.status == "refused" and no_face.reason == "no face found"
         broken = tmp_path / "broken.jpg"
         broken.write_bytes(b"\xff\xd8 not really a jpeg")
-        unreadable = g.enroll_image("x", broken, analyzer)
+        unreadable = Recognizer(g, analyzer).enroll("x", broken)
         assert unreadable.status == "refused" and str(broken) in unreadable.reason
         assert g.people() == []
 
-        main = g.enroll_image("blair", with_bystander, analyzer)
+        main = Recognizer(g, analyzer).enroll("blair", with_bystander)
         assert main.status == "enrolled" and "ignored 1 much smaller face" in main.reason
 
         # Picking the right-hand face of the pair enrols Powell, not Blair.
         faces = analyzer.analyze(side_by_side)
         right = int(np.argmax([f.box[0] for f in faces]))
-        picked = g.enroll_image("powell", side_by_side, analyzer, face_index=right)
+        picked = Recognizer(g, analyzer).enroll("powell", side_by_side, face_index=right)
         assert picked.status == "enrolled"
         (blair_t,) = g.templates("blair")
         (powell_t,) = g.templates("powell")
@@ -96,10 +96,10 @@ def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analy
         assert np.linalg.norm(blair_t.embedding - powell_alone.embedding) > 0.3
 
         path = lfw(lfw_dir, "Tony_Blair", 2)
-        assert g.enroll_image("blair", path, analyzer).status == "enrolled"
-        again = g.enroll_image("blair", path, analyzer)
+        assert Recognizer(g, analyzer).enroll("blair", path).status == "enrolled"
+        again = Recognizer(g, analyzer).enroll("blair", path)
         assert again.status == "skipped" and g.person("blair").n_templates == 2
-        other = g.enroll_image("not blair", path, analyzer)
+        other = Recognizer(g, analyzer).enroll("not blair", path)
         assert other.status == "refused" and "already enrolled as 'blair'" in other.reason
 
 
@@ -116,12 +116,12 @@ def test_quality_flags_small_and_blurry(tmp_path: Path, lfw_dir: Path, analyzer)
     small[30 : 30 + shrunk.shape[0], 30 : 30 + shrunk.shape[1]] = shrunk
     blurry = cv2.GaussianBlur(image, (0, 0), 4)
     with Gallery.open(tmp_path / "g.sqlite3") as g:
-        sharp = g.enroll_image("blair", image, analyzer)
+        sharp = Recognizer(g, analyzer).enroll("blair", image)
         assert sharp.status == "enrolled" and sharp.flags == ()
-        tiny = g.enroll_image("blair", small, analyzer)
+        tiny = Recognizer(g, analyzer).enroll("blair", small)
         assert tiny.status == "enrolled" and "small" in tiny.flags
         assert g.templates("blair")[-1].quality_flags == tiny.flags
-        soft = g.enroll_image("blair", blurry, analyzer, reject_low_quality=True)
+        soft = Recognizer(g, analyzer).enroll("blair", blurry, reject_low_quality=True)
         assert soft.status == "refused" and "blurry" in soft.flags
         assert g.person("blair").n_templates == 2
 
@@ -134,12 +134,12 @@ def test_enroll_dir_reports_refusals_and_resumes(tmp_path: Path, lfw_people, ana
     cv2.imwrite(str(root / "Coffee" / "cup.png"), data.coffee()[:, :, ::-1])
     seen = []
     with Gallery.open(tmp_path / "g.sqlite3") as g:
-        report = g.enroll_dir(root, analyzer, progress=lambda r, i, n: seen.append((i, n)))
+        report = Recognizer(g, analyzer).enroll_dir(root, progress=lambda r, i, n: seen.append((i, n)))
         assert seen == [(i, 5) for i in range(1, 6)]
         assert len(report.enrolled) == 4
         assert [(r.name, r.reason) for r in report.refused] == [("Coffee", "no face found")]
         assert [(p.name, p.n_templates) for p in g.people()] == [("Colin_Powell", 2), ("Tony_Blair", 2)]
-        again = g.enroll_dir(root, analyzer)
+        again = Recognizer(g, analyzer).enroll_dir(root)
         assert len(again.skipped) == 4 and not again.enrolled and len(again.refused) == 1
 
 
@@ -148,7 +148,7 @@ def test_several_templates_per_person_either_combination(
 ) -> None:
     path = tmp_path / "g.sqlite3"
     with Gallery.open(path) as g:
-        g.enroll_dir(lfw_people({"Tony_Blair": 3, "Colin_Powell": 3}), analyzer)
+        Recognizer(g, analyzer).enroll_dir(lfw_people({"Tony_Blair": 3, "Colin_Powell": 3}))
     names = ["Tony_Blair", "Colin_Powell"]
     probes = [analyzer.analyze(lfw(lfw_dir, name, 4))[0] for name in names]
     templates = {name: np.stack([t.embedding for t in Gallery.open(path).templates(name)]) for name in names}
@@ -200,7 +200,7 @@ def test_rejection_stops_that_face_and_faces_like_it_confirmation_passes_the_gat
     tmp_path: Path, lfw_dir: Path, analyzer
 ) -> None:
     with Gallery.open(tmp_path / "g.sqlite3") as g:
-        assert g.enroll_image("blair", lfw(lfw_dir, "Tony_Blair", 1), analyzer).status == "enrolled"
+        assert Recognizer(g, analyzer).enroll("blair", lfw(lfw_dir, "Tony_Blair", 1)).status == "enrolled"
         recognizer = Recognizer(g, analyzer, threshold=1.5)  # lax: anyone is named blair
         powell = [recognizer.identify(lfw(lfw_dir, "Colin_Powell", i))[0] for i in (1, 2, 3)]
         assert [m.name for m in powell] == ["blair"] * 3

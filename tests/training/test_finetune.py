@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from faceprint.embedding.architectures import build_model, embed_images
 from faceprint.embedding.dlib_net import load_dlib_resnet
 from faceprint.embedding.trained import load_architecture
 from faceprint.io import load_image
 from faceprint.training.dataset import ChipSet, make_pairs
-from faceprint.training.models import build_model, embed_images
 from faceprint.training.trainer import TrainConfig, train
 
 

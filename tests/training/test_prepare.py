@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from faceprint.training.prepare import PrepareConfig, balance, prepare, split_identities
-from faceprint.training.sources import Sample, import_dataset, read_lfw_pairs
+from faceprint.training.sources import Sample, import_dataset
 
 
 def celeba_fixture(lfw_dir: Path, root: Path) -> dict[str, str]:
@@ -139,10 +139,11 @@ def test_split_is_by_identity_seeded_and_exhaustive() -> None:
     assert len(b) == 13 and list(b.values()).count("val") == 3
 
 
-def test_lfw_pairs_file(lfw_protocol: Path) -> None:
-    pairs = read_lfw_pairs(lfw_protocol / "pairs.txt")
-    assert len(pairs) == 6000 and sum(p.same for p in pairs) == 3000
-    assert {p.fold for p in pairs} == set(range(10))
-    assert all(p.first.split("/")[0] == p.second.split("/")[0] for p in pairs if p.same)
-    dev = read_lfw_pairs(lfw_protocol / "pairsDevTest.txt")
-    assert len(dev) == 1000 and {p.fold for p in dev} == {0}
+def test_lfw_pairs_images_become_test_samples(lfw_dir: Path, lfw_protocol: Path) -> None:
+    data = import_dataset(lfw_dir, "lfw", pairs=lfw_protocol / "pairsDevTest.txt")
+    assert len(data.pairs) == 1000 and sum(p.same for p in data.pairs) == 500
+    identity = {s.source: s.identity for s in data.samples}
+    for pair in data.pairs:
+        for path in (pair.a, pair.b):
+            assert identity[data.source(path)] == path.parent.name
+    assert all(p.a.parent == p.b.parent for p in data.pairs if p.same)

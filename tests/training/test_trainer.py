@@ -14,13 +14,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from faceprint.embedding.architectures import build_model, nchw, to_input
 from faceprint.embedding.trained import TrainedEmbedder, load_architecture, read_model_file
 from faceprint.errors import FaceprintError, ModelError
 from faceprint.io import load_image
 from faceprint.training.dataset import ChipSet, make_pairs
 from faceprint.training.losses import triplet_loss
 from faceprint.training.mining import mine
-from faceprint.training.models import build_model, nchw, to_input
 from faceprint.training.trainer import TrainConfig, train
 
 SIZE = 32

@@ -48,11 +48,13 @@ def analyzer():
 @pytest.fixture(scope="module")
 def lfw_gallery(tmp_path_factory, lfw_dir, analyzer):
     from faceprint.gallery import Gallery
+    from faceprint.recognizer import Recognizer
 
     gallery = Gallery.open(tmp_path_factory.mktemp("gallery") / "people.sqlite3")
+    recognizer = Recognizer(gallery, analyzer)
     for name in ENROLLED:
         for photo in sorted((lfw_dir / name).glob("*.jpg"))[:GALLERY_PHOTOS]:
-            gallery.enroll_image(name, photo, analyzer)
+            recognizer.enroll(name, photo)
     yield gallery
     gallery.close()
 

@@ -83,12 +83,13 @@ def enroll(
 
         source = camera if camera is not None else str(video)
         sources += pick_enrollment_frames(source, k=frames, analyzer=analyzer)
+    from faceprint.recognizer import Recognizer
+
     refused = 0
     with _open(gallery) as g:
+        recognizer = Recognizer(g, analyzer)
         for src in sources:
-            result = g.enroll_image(
-                name, src, analyzer, face_index=face, reject_low_quality=reject_low_quality
-            )
+            result = recognizer.enroll(name, src, face_index=face, reject_low_quality=reject_low_quality)
             refused += result.status == "refused"
             _print_result(result)
         person = g.person(name) if g.find(name) else None
@@ -109,6 +110,8 @@ def enroll_dir(
     """Enrol every person of a folder (one sub-folder per person); resumes where a previous run stopped."""
     from tqdm import tqdm
 
+    from faceprint.recognizer import Recognizer
+
     analyzer = cli_analyzer(ctx)
     with _open(gallery) as g, tqdm(desc="enrolling", unit="img", leave=False) as bar:
 
@@ -121,7 +124,9 @@ def enroll_dir(
                     + (f": {result.reason}" if result.reason else "")
                 )
 
-        report = g.enroll_dir(people_dir, analyzer, reject_low_quality=reject_low_quality, progress=progress)
+        report = Recognizer(g, analyzer).enroll_dir(
+            people_dir, reject_low_quality=reject_low_quality, progress=progress
+        )
     typer.echo(
         f"{len(report.enrolled)} enrolled, {len(report.skipped)} already enrolled (skipped), "
         f"{len(report.refused)} refused; gallery: {g.location}"

@@ -117,8 +117,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt when present.")] = True,
 ) -> None:
     """Train a 128-D embedder with triplet loss on PK batches; writes OUT/best.fpm."""
+    from faceprint.embedding.architectures import build_model
     from faceprint.training.dataset import load_split, make_pairs, read_info
-    from faceprint.training.models import build_model
     from faceprint.training.trainer import TrainConfig
     from faceprint.training.trainer import train as run_train
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceprint.embedding.architectures import build_model, embed_images, resize_chips
 from faceprint.errors import ModelError
 from faceprint.models import sha256_file
 
@@ -51,8 +52,6 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 def load_architecture(path: Path):
     """The network of a trained-model file with its weights, in eval mode, and the file's metadata."""
-    from faceprint.training.models import build_model
-
     state, meta = read_model_file(path)
     arch = build_model(meta["arch"], meta["arch_config"])
     try:
@@ -82,9 +81,6 @@ class TrainedEmbedder:
         return self._template.copy()
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
-        from faceprint.training.dataset import resize_chips
-        from faceprint.training.models import embed_images
-
         chips = np.asarray(chips)
         if chips.ndim != 4 or chips.shape[1:] != (self.input_size, self.input_size, 3):
             raise ModelError(

@@ -17,7 +17,7 @@ import numpy as np
 
 from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.metrics import DEFAULT_FAR_TARGETS, roc, threshold_at_far
-from faceprint.evaluation.pairs import labelled_images
+from faceprint.io import labelled_images
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Verification pairs: LFW-format pairs files, and balanced pairs generated from a labelled folder.
 
-A labelled folder is ``ROOT/NAME/*.jpg`` (any common image extension): one sub-folder per person.
+A labelled folder is ``ROOT/NAME/*.jpg`` (any image extension of :data:`faceprint.io.IMAGE_EXTENSIONS`):
+one sub-folder per person, walked by :func:`faceprint.io.labelled_images`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from faceprint.evaluation import EvaluationError
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+from faceprint.io import labelled_images
 
 
 @dataclass(frozen=True)
@@ -107,21 +107,6 @@ def read_lfw_pairs(pairs_file: Path | str, images_root: Path | str) -> PairSet:
             f"e.g. {missing[0]}"
         )
     return pair_set
-
-
-def labelled_images(root: Path | str) -> dict[str, list[Path]]:
-    """``{person: sorted image paths}`` of a ROOT/NAME/*.jpg folder (people without images left out)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise EvaluationError(f"{root}: not a folder (expected ROOT/NAME/*.jpg, one sub-folder per person)")
-    people = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if images:
-            people[sub.name] = images
-    if not people:
-        raise EvaluationError(f"{root}: no images in per-person sub-folders (expected ROOT/NAME/*.jpg)")
-    return people
 
 
 def folder_pairs(root: Path | str, n_pairs: int = 6000, *, seed: int = 0, n_folds: int = 10) -> PairSet:

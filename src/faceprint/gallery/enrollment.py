@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from faceprint.analyzer import primary_face
-from faceprint.errors import FaceprintError, ManyFacesError
-from faceprint.io import ImageInput, describe, load_image
+from faceprint.errors import FaceprintError, ImageError, ManyFacesError
+from faceprint.gallery.gallery import Gallery, clean_name
+from faceprint.io import ImageInput, describe, labelled_images, load_image
 from faceprint.types import EmbedderKey, Face
 
 if TYPE_CHECKING:
     from faceprint.analyzer import FaceAnalyzer
-    from faceprint.gallery.gallery import Gallery
 
 # A face whose box is narrower than this (pixels) is upscaled into the embedder's chip and loses detail.
 MIN_FACE_SIZE = 40.0
@@ -79,8 +79,6 @@ def content_hash(source: ImageInput) -> str:
         try:
             h.update(Path(source).read_bytes())
         except OSError as err:
-            from faceprint.errors import ImageError
-
             raise ImageError(f"{source}: cannot be read ({err.strerror or err})") from err
     elif isinstance(source, bytes | bytearray):
         h.update(source)
@@ -123,8 +121,6 @@ def enroll_image(
     """Enrol one face of ``image`` as ``name`` (the person is created on first use). Problems with the
     image (unreadable, no face, several faces, already someone else's) give a "refused" result with
     the reason rather than an exception."""
-    from faceprint.gallery.gallery import clean_name
-
     name = clean_name(name)
     source = describe(image)
     key = EmbedderKey.of(analyzer.embedder)
@@ -193,8 +189,6 @@ def enroll_dir(
 ) -> EnrollReport:
     """Enrol every image of a ``ROOT/NAME/*.jpg`` folder as NAME, skipping what is already enrolled.
     ``progress(result, done, total)`` is called after each image."""
-    from faceprint.evaluation.pairs import labelled_images
-
     people = labelled_images(root)
     jobs = [(name, path) for name, paths in people.items() for path in paths]
     results = []

@@ -7,10 +7,10 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from platformdirs import user_data_dir
@@ -30,11 +30,6 @@ from faceprint.gallery.store import (
 )
 from faceprint.thresholds import DEFAULT_TARGET_FPIR, Calibration, builtin_calibration, calibration_for
 from faceprint.types import UNKNOWN, EmbedderKey
-
-if TYPE_CHECKING:
-    from faceprint.analyzer import FaceAnalyzer
-    from faceprint.gallery.enrollment import EnrollReport, EnrollResult
-    from faceprint.io import ImageInput
 
 EXPORT_FORMAT = "faceprint-gallery"
 EXPORT_VERSION = 1
@@ -352,44 +347,6 @@ class Gallery:
         if override is not None:
             cal = replace(cal, threshold=float(override), far=math.nan, tar=math.nan)
         return cal
-
-    # -- enrolment ----------------------------------------------------------------------------
-
-    def enroll_image(
-        self,
-        name: str,
-        image: ImageInput,
-        analyzer: FaceAnalyzer,
-        *,
-        face_index: int | None = None,
-        metadata: dict[str, Any] | None = None,
-        reject_low_quality: bool = False,
-    ) -> EnrollResult:
-        """Enrol the face of ``image`` as ``name`` (see :func:`faceprint.gallery.enrollment.enroll_image`)."""
-        from faceprint.gallery.enrollment import enroll_image
-
-        return enroll_image(
-            self,
-            name,
-            image,
-            analyzer,
-            face_index=face_index,
-            metadata=metadata,
-            reject_low_quality=reject_low_quality,
-        )
-
-    def enroll_dir(
-        self,
-        root: Path | str,
-        analyzer: FaceAnalyzer,
-        *,
-        reject_low_quality: bool = False,
-        progress: Callable[[EnrollResult, int, int], None] | None = None,
-    ) -> EnrollReport:
-        """Enrol a PEOPLE/NAME/*.jpg folder (see :func:`faceprint.gallery.enrollment.enroll_dir`)."""
-        from faceprint.gallery.enrollment import enroll_dir
-
-        return enroll_dir(self, root, analyzer, reject_low_quality=reject_low_quality, progress=progress)
 
     # -- export / import ----------------------------------------------------------------------
 

@@ -280,7 +280,7 @@ class Engine:
 
     def enrol(self, name: str, image: np.ndarray, source: str = "upload"):
         """Enrol the portrait's subject under ``name`` (created on first use), storing its thumbnail."""
-        result = self.gallery.enroll_image(person_name(name), image, self.analyzer)
+        result = self.recognizer.enroll(person_name(name), image)
         if result.status == "enrolled" and result.template_id is not None and result.box is not None:
             person = self.gallery.find(result.name)
             if person is not None:

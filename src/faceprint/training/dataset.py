@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from faceprint.embedding.architectures import resize_chips
 from faceprint.errors import FaceprintError
 from faceprint.io import load_image
 
@@ -44,7 +44,7 @@ class ChipSet:
 
 
 @dataclass(frozen=True)
-class PairSet:
+class ChipPairs:
     """Evaluation pairs over a chip array: indices into ``images`` and whether they show one person."""
 
     images: np.ndarray  # (M, S, S, 3) uint8 RGB
@@ -78,16 +78,6 @@ def read_manifest(root: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def resize_chips(chips: np.ndarray, size: int) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> (N, size, size, 3) uint8 with area interpolation (identity when S == size).
-
-    Training and the trained embedder both go through this, so a network trained on resized chips sees
-    the same pixels at inference."""
-    if chips.shape[1] == size:
-        return chips
-    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in chips])
-
-
 def load_split(root: Path, split: str, size: int | None = None) -> ChipSet:
     """The kept chips of ``split`` ("train", "val", "test"), resized to ``size`` if given."""
     root = Path(root)
@@ -101,7 +91,7 @@ def load_split(root: Path, split: str, size: int | None = None) -> ChipSet:
     return ChipSet(images, labels, identities, tuple(r["source"] for r in rows))
 
 
-def load_pairs(root: Path, size: int | None = None) -> PairSet:
+def load_pairs(root: Path, size: int | None = None) -> ChipPairs:
     """The protocol pairs of the folder whose two images were both kept."""
     root = Path(root)
     path = root / "pairs.csv"
@@ -114,7 +104,7 @@ def load_pairs(root: Path, size: int | None = None) -> PairSet:
         raise FaceprintError(f"{path}: no pair has both images kept")
     sources = sorted({r[k] for r in rows for k in ("first", "second")})
     where = {s: i for i, s in enumerate(sources)}
-    return PairSet(
+    return ChipPairs(
         images=_load_chips(root, [chips[s] for s in sources], size),
         first=np.array([where[r["first"]] for r in rows], np.int64),
         second=np.array([where[r["second"]] for r in rows], np.int64),
@@ -128,7 +118,7 @@ def _load_chips(root: Path, relpaths: list[str], size: int | None) -> np.ndarray
     return chips if size is None else resize_chips(chips, size)
 
 
-def make_pairs(chips: ChipSet, max_pairs: int = 3000, seed: int = 0) -> PairSet:
+def make_pairs(chips: ChipSet, max_pairs: int = 3000, seed: int = 0) -> ChipPairs:
     """Balanced verification pairs within a split: up to ``max_pairs // 2`` same-person pairs (spread over
     identities) and as many different-person pairs, drawn with ``seed``."""
     rng = np.random.default_rng(seed)
@@ -145,4 +135,4 @@ def make_pairs(chips: ChipSet, max_pairs: int = 3000, seed: int = 0) -> PairSet:
             negatives.append((i, j))
     pairs = np.array(chosen + negatives, np.int64)
     same = np.array([True] * half + [False] * half)
-    return PairSet(chips.images, pairs[:, 0], pairs[:, 1], same, np.zeros(len(same), np.int64))
+    return ChipPairs(chips.images, pairs[:, 0], pairs[:, 1], same, np.zeros(len(same), np.int64))

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceprint.embedding.architectures import Architecture, to_input
 from faceprint.embedding.trained import load_architecture
 from faceprint.models import export_onnx as export_onnx_file
-from faceprint.training.models import Architecture, to_input
 
 
 class _Pixels(nn.Module):
@@ -43,7 +43,7 @@ def export_module(arch: Architecture, out: Path, fn: Callable | None = None, ops
 
 def export_onnx(model_path: Path, out: Path) -> Path:
     """Export a trained-model file; its input is the aligned chip resized to the network size (as
-    :func:`faceprint.training.dataset.resize_chips` does), in (N, 3, S, S) float32 RGB."""
+    :func:`faceprint.embedding.architectures.resize_chips` does), in (N, 3, S, S) float32 RGB."""
     arch, _ = load_architecture(model_path)
     return export_module(arch, out)
 

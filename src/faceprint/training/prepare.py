@@ -334,7 +334,7 @@ def _settings(data: Imported, analyzer: Any, config: PrepareConfig) -> dict[str,
 def plan_images(data: Imported, config: PrepareConfig) -> Plan:
     """Balance and split the training images by identity; the pairs' images all go to test. Refuses an
     identity that is both in the pairs and in training."""
-    pair_sources = {s for p in data.pairs for s in (p.first, p.second)}
+    pair_sources = {data.source(path) for p in data.pairs for path in (p.a, p.b)}
     by_source = {s.source: s for s in data.samples}
     train_like = [s for s in data.samples if s.source not in pair_sources]
     picked, skipped = balance(train_like, config) if train_like else ({}, {})
@@ -431,7 +431,10 @@ def _write(
         _write_csv(
             out_dir / "pairs.csv",
             ("first", "second", "same", "fold"),
-            [{"first": p.first, "second": p.second, "same": int(p.same), "fold": p.fold} for p in data.pairs],
+            [
+                {"first": data.source(p.a), "second": data.source(p.b), "same": int(p.same), "fold": p.fold}
+                for p in data.pairs
+            ],
         )
     counts: dict[str, dict[str, int]] = defaultdict(Counter)
     for row in rows:

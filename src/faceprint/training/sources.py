@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceprint.errors import FaceprintError
+from faceprint.evaluation.pairs import Pair, read_lfw_pairs, read_lfw_people
+from faceprint.io import labelled_images
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LAYOUTS = ("folders", "celeba", "lfw")
 
 
@@ -24,19 +25,15 @@ class Sample:
 
 
 @dataclass(frozen=True)
-class Pair:
-    first: str  # sources
-    second: str
-    same: bool
-    fold: int
-
-
-@dataclass(frozen=True)
 class Imported:
     root: Path
     layout: str
     samples: tuple[Sample, ...]
-    pairs: tuple[Pair, ...] = ()
+    pairs: tuple[Pair, ...] = ()  # evaluation pairs (images under ``root``)
+
+    def source(self, path: Path) -> str:
+        """The sample source of an image under ``root`` (relative, with forward slashes)."""
+        return Path(path).relative_to(self.root).as_posix()
 
 
 def import_dataset(
@@ -61,13 +58,12 @@ def import_dataset(
 
 
 def _folder_samples(root: Path, names: set[str] | None = None) -> list[Sample]:
-    samples = []
-    for person in sorted(p for p in root.iterdir() if p.is_dir()):
-        if names is not None and person.name not in names:
-            continue
-        for img in sorted(person.iterdir()):
-            if img.suffix.lower() in IMAGE_SUFFIXES:
-                samples.append(Sample(f"{person.name}/{img.name}", person.name))
+    samples = [
+        Sample(f"{person}/{img.name}", person)
+        for person, images in labelled_images(root).items()
+        if names is None or person in names
+        for img in images
+    ]
     if not samples:
         raise FaceprintError(f"{root}: no images found in identity folders (expected ROOT/NAME/*.jpg)")
     return samples
@@ -111,54 +107,16 @@ def _celeba_attributes(path: Path) -> dict[str, dict[str, int]]:
 
 def import_lfw(root: Path, *, people: Path | None = None, pairs: Path | None = None) -> Imported:
     """LFW folders restricted to a people file's identities (training), plus a pairs file's images."""
-    pair_list = read_lfw_pairs(pairs) if pairs else []
-    if people:
-        names = set(read_lfw_people(people))
-        samples = _folder_samples(root, names)
-    else:
-        samples = []
+    pair_list = read_lfw_pairs(pairs, root).pairs if pairs else ()
+    samples = _folder_samples(root, set(read_lfw_people(people))) if people else []
+    imported = Imported(root, "lfw", (), pair_list)
     known = {s.source for s in samples}
     for pair in pair_list:
-        for source in (pair.first, pair.second):
+        for path in (pair.a, pair.b):
+            source = imported.source(path)
             if source not in known:
-                if not (root / source).is_file():
-                    raise FaceprintError(f"{pairs}: image {source} is not in {root}")
-                samples.append(Sample(source, source.split("/")[0]))
+                samples.append(Sample(source, path.parent.name))
                 known.add(source)
     if not samples:
         samples = _folder_samples(root)
-    return Imported(root, "lfw", tuple(samples), tuple(pair_list))
-
-
-def lfw_source(name: str, number: str) -> str:
-    return f"{name}/{name}_{int(number):04d}.jpg"
-
-
-def read_lfw_people(path: Path) -> list[str]:
-    """Names of an LFW people file (peopleDevTrain.txt: a count then 'NAME N'; people.txt: folds)."""
-    names = []
-    for line in Path(path).read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and not parts[0].isdigit():
-            names.append(parts[0])
-    if not names:
-        raise FaceprintError(f"{path}: no 'NAME COUNT' lines; is it an LFW people file?")
-    return names
-
-
-def read_lfw_pairs(path: Path) -> list[Pair]:
-    """An LFW pairs file: a header ('N' or 'FOLDS N'), then 'NAME I J' (same) or 'NAME1 I NAME2 J'."""
-    lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
-    if not lines or not all(v.isdigit() for v in lines[0]):
-        raise FaceprintError(f"{path}: the first line must be 'N' or 'FOLDS N'")
-    per_fold = 2 * int(lines[0][-1])  # each fold holds N same and N different pairs
-    pairs = []
-    for n, parts in enumerate(lines[1:]):
-        fold = n // per_fold
-        if len(parts) == 3:
-            pairs.append(Pair(lfw_source(parts[0], parts[1]), lfw_source(parts[0], parts[2]), True, fold))
-        elif len(parts) == 4:
-            pairs.append(Pair(lfw_source(parts[0], parts[1]), lfw_source(parts[2], parts[3]), False, fold))
-        else:
-            raise FaceprintError(f"{path}:{n + 2}: expected 3 or 4 fields, got {' '.join(parts)!r}")
-    return pairs
+    return Imported(root, "lfw", tuple(samples), pair_list)

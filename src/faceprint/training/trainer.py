@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from faceprint.embedding.architectures import Architecture, build_model, embed_images, nchw, to_input
 from faceprint.embedding.trained import save_model_file
 from faceprint.errors import FaceprintError
 from faceprint.evaluation.metrics import best_threshold, threshold_at_far
 from faceprint.training.augment import Augment
-from faceprint.training.dataset import ChipSet, PairSet
+from faceprint.training.dataset import ChipPairs, ChipSet
 from faceprint.training.losses import triplet_loss
 from faceprint.training.mining import STRATEGIES, mine
-from faceprint.training.models import Architecture, build_model, embed_images, nchw, to_input
 from faceprint.training.sampler import PKSampler
 
 OPTIMISERS = ("rmsprop", "adam", "sgd")
@@ -120,7 +120,7 @@ class TrainState:
 
 def train(
     train_set: ChipSet,
-    val_pairs: PairSet,
+    val_pairs: ChipPairs,
     config: TrainConfig,
     out_dir: Path,
     *,
@@ -180,7 +180,7 @@ class _Session:
     """The model, optimiser, schedule, random streams and data of one training call."""
 
     def __init__(
-        self, train_set: ChipSet, val_pairs: PairSet, config: TrainConfig, device: str | None, log
+        self, train_set: ChipSet, val_pairs: ChipPairs, config: TrainConfig, device: str | None, log
     ) -> None:
         self.config, self.val_pairs = config, val_pairs
         self.dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -302,13 +302,13 @@ def _active_fraction(emb: torch.Tensor, triplets, margin: float) -> float:
     return float((d_ap - d_an + margin > 0).float().mean())
 
 
-def pair_distances(arch: Architecture, pairs: PairSet) -> np.ndarray:
+def pair_distances(arch: Architecture, pairs: ChipPairs) -> np.ndarray:
     """Euclidean distance of every pair's embeddings under ``arch``."""
     emb = embed_images(arch, pairs.images)
     return np.linalg.norm(emb[pairs.first] - emb[pairs.second], axis=1)
 
 
-def _validate(emb: np.ndarray, pairs: PairSet, metric: str) -> tuple[float, float]:
+def _validate(emb: np.ndarray, pairs: ChipPairs, metric: str) -> tuple[float, float]:
     """The early-stopping metric and the best-accuracy threshold (the saved model's calibration)."""
     distances = np.linalg.norm(emb[pairs.first] - emb[pairs.second], axis=1)
     best = best_threshold(distances, pairs.same)

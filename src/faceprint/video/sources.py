@@ -20,10 +20,9 @@ import cv2
 import numpy as np
 
 from faceprint.errors import FaceprintError, ImageError
-from faceprint.io import load_image
+from faceprint.io import IMAGE_EXTENSIONS, image_files, load_image
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class VideoSourceError(FaceprintError):
@@ -155,9 +154,11 @@ class FolderSource:
         self.name = str(folder)
         self.live = False
         self.fps = fps
-        self._paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+        self._paths = image_files(folder)
         if not self._paths:
-            raise VideoSourceError(f"{folder}: folder has no image frames ({', '.join(FRAME_SUFFIXES)})")
+            raise VideoSourceError(
+                f"{folder}: folder has no image frames ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
 
     @property
     def dropped(self) -> int:
