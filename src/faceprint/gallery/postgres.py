@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceprint.errors import GalleryError
+from faceprint.errors import ErasureError, GalleryError
 from faceprint.gallery.store import (
     Correction,
     CorrectionKind,
@@ -147,6 +147,8 @@ class PostgresStore:
         self.url = url
         self.location = redact(url)
         self._timeout_s = timeout_s
+        # How long erasing deleted rows waits for transactions whose snapshots still see them.
+        self.purge_timeout_s = timeout_s
         self._local = _Local()
         self._dims: dict[EmbedderKey, int] = {}
         try:
@@ -285,15 +287,33 @@ class PostgresStore:
 
     def _vacuum(self, tables: set[str]) -> None:
         """VACUUM the tables a deletion touched (after its transaction committed: VACUUM cannot run in
-        one), so deleted rows and their index entries are reclaimed now."""
+        one), so deleted rows and their index entries are reclaimed now.
+
+        VACUUM silently keeps the rows that a transaction begun before the deletion can still see (a
+        REPEATABLE READ reader, a long query): first wait, up to ``purge_timeout_s``, until no such
+        transaction is left in this database, else raise ``ErasureError`` (``purge()`` finishes later)."""
         import psycopg
 
         names = ", ".join(f"{SCHEMA}.{t}" for t in sorted(tables))
         try:
             with self._pool.connection() as conn:
+                deadline = time.monotonic() + self.purge_timeout_s
+                while (blockers := _older_snapshots(conn)) and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 conn.execute(f"VACUUM {names}")  # type: ignore[call-overload]
         except psycopg.Error as err:
             raise GalleryError(f"{self.location}: deleted, but VACUUM failed ({_first_line(err)})") from err
+        if blockers:
+            raise ErasureError(
+                f"{self.location}: the deleted rows are still in the database's files: {blockers} other "
+                f"transaction(s) begun before the deletion have been open for over {self.purge_timeout_s:g} s "
+                "(see pg_stat_activity); when they have ended, run `faceprint people purge`"
+            )
+
+    def purge(self) -> None:
+        """Erase what earlier deletions left (after an ``ErasureError``): VACUUM every table, waiting as a
+        deletion does for older transactions to end."""
+        self._vacuum({"people", "templates", "corrections", "meta"})
 
     # -- people -------------------------------------------------------------------------------
 
@@ -715,3 +735,14 @@ def _array(value: Any) -> np.ndarray:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _older_snapshots(conn: psycopg.Connection) -> int:
+    """Other sessions of this database in a transaction that began before now (whose snapshot may still
+    see rows deleted before now)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+        "AND backend_xmin IS NOT NULL AND xact_start < statement_timestamp()"
+    ).fetchone()
+    return int(row[0]) if row else 0

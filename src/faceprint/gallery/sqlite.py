@@ -304,7 +304,7 @@ class SQLiteStore:
         if busy:
             raise ErasureError(
                 f"{self.path}: the deleted records are still in the file: another connection "
-                f"has held a read transaction on the gallery for over {self.purge_timeout_s:g} s (a running "
+                f"has held a read transaction open for over {self.purge_timeout_s:g} s (a running "
                 "`faceprint serve`, `watch` or `identify`?); when it has ended, run `faceprint people purge`"
             )
 
