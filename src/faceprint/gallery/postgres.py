@@ -306,8 +306,9 @@ class PostgresStore:
         if blockers:
             raise ErasureError(
                 f"{self.location}: the deleted rows are still in the database's files: {blockers} other "
-                f"transaction(s) begun before the deletion have been open for over {self.purge_timeout_s:g} s "
-                "(see pg_stat_activity); when they have ended, run `faceprint people purge`"
+                "transaction(s) begun before the deletion have been open for over "
+                f"{self.purge_timeout_s:g} s (see pg_stat_activity); when they have ended, run "
+                "`faceprint people purge`"
             )
 
     def purge(self) -> None:
