@@ -30,7 +30,7 @@ def detect(paths: list[Path], cache: Path | None) -> dict[Path, tuple[np.ndarray
     """(box, landmarks) of each image's subject (the evaluation runner's choice), cached in ``cache``."""
     from faceprint.analyzer import FaceAnalyzer
     from faceprint.evaluation.cache import Detections
-    from faceprint.evaluation.runner import _select_face
+    from faceprint.evaluation.runner import subject_face
 
     if cache is not None and cache.is_file():
         z = np.load(cache)
@@ -43,7 +43,7 @@ def detect(paths: list[Path], cache: Path | None) -> dict[Path, tuple[np.ndarray
     fa, out = FaceAnalyzer(), {}
     for p in paths:
         image = load_image(p)
-        face = _select_face(Detections(image.shape[:2], fa.detector.detect(image)))
+        face = subject_face(Detections(image.shape[:2], fa.detector.detect(image)))
         if face is not None:
             out[p] = (np.asarray(face.box, np.float32), np.asarray(face.landmarks, np.float32))
     return out

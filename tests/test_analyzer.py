@@ -119,7 +119,7 @@ def test_batch_equals_single(analyzer: FaceAnalyzer, examples: Path, astronaut: 
 
 def test_models_load_lazily_once() -> None:
     fa = FaceAnalyzer()
-    assert fa._detector is None and fa._embedder is None
+    assert not fa._detector.loaded and not fa._embedder.loaded
     assert fa.detector is fa.detector and fa.embedder is fa.embedder
 
 

@@ -6,7 +6,6 @@ rather than calling the stages itself, so a detector or embedder swap happens in
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +15,9 @@ from faceprint import models
 from faceprint.alignment import chip_specs, cut_chips
 from faceprint.detection import Detector
 from faceprint.embedding import Embedder
-from faceprint.errors import ManyFacesError, NoFaceError
 from faceprint.io import ImageInput, describe, load_image
+from faceprint.models import Lazy
+from faceprint.subject import portrait_subject
 from faceprint.types import Detection, Face
 
 
@@ -36,33 +36,16 @@ class FaceAnalyzer:
         detector_options: dict[str, Any] | None = None,
         embedder_options: dict[str, Any] | None = None,
     ) -> None:
-        self._detector_spec = detector
-        self._embedder_spec = embedder
-        self._detector_options = detector_options or {}
-        self._embedder_options = embedder_options or {}
-        self._detector: Detector | None = None if isinstance(detector, str) else detector
-        self._embedder: Embedder | None = None if isinstance(embedder, str) else embedder
-        self._lock = threading.Lock()
+        self._detector: Lazy[Detector] = _model(detector, "detector", detector_options)
+        self._embedder: Lazy[Embedder] = _model(embedder, "embedder", embedder_options)
 
     @property
     def detector(self) -> Detector:
-        if self._detector is None:
-            with self._lock:
-                if self._detector is None:
-                    self._detector = models.create(
-                        str(self._detector_spec), "detector", **self._detector_options
-                    )
-        return self._detector
+        return self._detector.get()
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    self._embedder = models.create(
-                        str(self._embedder_spec), "embedder", **self._embedder_options
-                    )
-        return self._embedder
+        return self._embedder.get()
 
     def detect(self, image: ImageInput) -> list[Detection]:
         """Boxes, scores and 5 landmarks of every face, highest score first."""
@@ -85,8 +68,9 @@ class FaceAnalyzer:
         return self.analyze_batch([image], with_chips=with_chips)[0]
 
     def analyze_one(self, image: ImageInput, *, with_chips: bool = False) -> Face:
-        """The one face an image is about (see :func:`primary_face`); NoFaceError/ManyFacesError if none."""
-        return primary_face(self.analyze(image, with_chips=with_chips), describe(image))
+        """The one face an image is about (:func:`faceprint.subject.portrait_subject`); NoFaceError or
+        ManyFacesError when there is none or no single one."""
+        return portrait_subject(self.analyze(image, with_chips=with_chips), describe(image))
 
     def analyze_batch(self, images: Sequence[ImageInput], *, with_chips: bool = False) -> list[list[Face]]:
         """``analyze`` over several images: one detector batch and one embedder batch for all faces."""
@@ -115,25 +99,8 @@ class FaceAnalyzer:
         return results
 
 
-# A face whose box side is under this fraction of the largest one's is background (a passer-by, a poster,
-# a false detection) and does not make a portrait ambiguous.
-BACKGROUND_FACE_RATIO = 0.5
-
-
-def primary_face(faces: Sequence[Face], source: str = "image") -> Face:
-    """The single subject of a portrait: the largest face, provided no other face is comparable in size.
-
-    Raises NoFaceError when there is no face and ManyFacesError when two or more faces are of similar
-    size, so that commands needing one face never silently pick the wrong person.
-    """
-    if not faces:
-        raise NoFaceError(f"{source}: no face found")
-    by_size = sorted(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
-    if len(by_size) > 1:
-        side = [np.sqrt((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) for f in by_size[:2]]
-        if side[1] >= BACKGROUND_FACE_RATIO * side[0]:
-            raise ManyFacesError(
-                f"{source}: {len(faces)} faces of similar size found; use an image with one person "
-                "or crop it to the face you mean"
-            )
-    return by_size[0]
+def _model(spec: Any, kind: str, options: dict[str, Any] | None) -> Lazy[Any]:
+    """A registry name or file path, created on first use; or a ready instance, used as it is."""
+    if isinstance(spec, str):
+        return Lazy(lambda: models.create(spec, kind, **(options or {})))
+    return Lazy(lambda: spec)

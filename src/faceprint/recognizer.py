@@ -31,9 +31,9 @@ from faceprint.gallery.enrollment import (
     content_hash,
     enroll_dir,
     enroll_image,
-    quality_flags,
 )
 from faceprint.io import ImageInput, describe
+from faceprint.quality import quality_flags
 from faceprint.thresholds import Calibration, embedder_calibration
 from faceprint.types import UNKNOWN, EmbedderKey, Face
 
@@ -346,7 +346,7 @@ class Recognizer:
                 if float(np.linalg.norm(c.embedding - face.embedding)) <= radius:
                     withdrawn += self.gallery.delete_correction(c.id)
             self.gallery.add_correction(person.id, "confirm", face.embedding, key, content_hash=content_hash)
-            flags = quality_flags(face)
+            flags = quality_flags(face.box, face.chip)
             if flags:
                 return ConfirmResult(person.name, None, f"low quality face: {', '.join(flags)}", withdrawn)
             x1, y1, x2, y2 = face.box

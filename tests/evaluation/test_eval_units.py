@@ -13,8 +13,8 @@ from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash
 from faceprint.evaluation.identification import identification_metrics
 from faceprint.evaluation.pairs import folder_pairs, read_lfw_pairs
-from faceprint.evaluation.runner import PipelineConfig, _select_face, crop_box
-from faceprint.evaluation.slices import estimate_yaw, occlude_eyes, occlude_lower_face
+from faceprint.evaluation.runner import PipelineConfig, crop_box, subject_face
+from faceprint.evaluation.slices import occlude_eyes, occlude_lower_face
 from faceprint.io import labelled_images
 from faceprint.types import Detection
 
@@ -52,20 +52,6 @@ def test_identification_takes_nearest_image_of_an_identity():
     assert m.known_scores[0] == pytest.approx(2 * np.sin(np.radians(5)))
 
 
-def test_yaw_from_landmarks():
-    # Eyes 60 px apart (half = 30): nose on the midline -> 0 deg; 30 px towards one eye -> atan(1) = 45.
-    frontal = np.array([[70, 100], [130, 100], [100, 130], [80, 160], [120, 160]], float)
-    turned = frontal.copy()
-    turned[2, 0] += 30
-    assert estimate_yaw(frontal) == pytest.approx(0.0)
-    assert estimate_yaw(turned) == pytest.approx(45.0)
-    # In-plane rotation of the whole face changes nothing.
-    c, s = np.cos(0.5), np.sin(0.5)
-    rotated = turned @ np.array([[c, -s], [s, c]]).T
-    assert estimate_yaw(rotated) == pytest.approx(45.0)
-    assert estimate_yaw(np.stack([frontal, turned])) == pytest.approx([0.0, 45.0])
-
-
 def test_occlusions_cover_the_right_parts(astronaut):
     lm = np.array([[70, 100], [130, 100], [100, 130], [80, 160], [120, 160]], np.float32)
     image = np.full((250, 250, 3), 200, np.uint8)
@@ -82,11 +68,11 @@ def test_subject_face_is_the_central_one():
     lm = np.zeros((5, 2), np.float32)
     central = Detection((100.0, 100.0, 150.0, 150.0), 0.9, lm)  # 50x50 at the centre of 250x250
     corner = Detection((0.0, 0.0, 70.0, 70.0), 0.99, lm)  # bigger, but 90 px off centre each way
-    assert _select_face(Detections((250, 250), [corner, central])) is central
+    assert subject_face(Detections((250, 250), [corner, central])) is central
     # Equal offsets: the bigger face wins.
     small = Detection((110.0, 110.0, 140.0, 140.0), 0.99, lm)
-    assert _select_face(Detections((250, 250), [small, central])) is central
-    assert _select_face(Detections((250, 250), [])) is None
+    assert subject_face(Detections((250, 250), [small, central])) is central
+    assert subject_face(Detections((250, 250), [])) is None
 
 
 def test_crop_box_is_the_box_resized():

@@ -25,6 +25,7 @@ from functools import partial
 import cv2
 import numpy as np
 
+from faceprint import subject
 from faceprint.detection import MAX_WORKING_PIXELS, scale_detection, working_copy
 from faceprint.detection.mtcnn_boxes import (
     PNET_CELL,
@@ -37,6 +38,7 @@ from faceprint.detection.mtcnn_boxes import (
 )
 from faceprint.detection.taskpool import TaskPool
 from faceprint.errors import ImageError, ModelError
+from faceprint.models import Lazy
 from faceprint.types import Detection
 
 SELECTIONS = ("all", "largest", "central")
@@ -152,16 +154,11 @@ class MTCNNDetector:
         self.factor = float(factor)
         self.select = select
         self.threads = threads
-        self._runtime: MTCNNNets | None = None
-        self._lock = threading.Lock()
+        self._runtime = Lazy(lambda: MTCNNNets(self.threads))
 
     def load(self) -> MTCNNNets:
         """Load the nets now (thread-safe, once); otherwise the first detection does."""
-        if self._runtime is None:
-            with self._lock:
-                if self._runtime is None:
-                    self._runtime = MTCNNNets(self.threads)
-        return self._runtime
+        return self._runtime.get()
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """All faces in one RGB uint8 HxWx3 image, highest score first (``select`` applied)."""
@@ -268,18 +265,11 @@ class MTCNNDetector:
         return cands.take(keep), landmarks[keep]
 
     def _choose(self, dets: list[Detection], shape: tuple[int, ...]) -> list[Detection]:
+        """Every face, highest score first, or only the subject by the ``select`` strategy."""
         dets.sort(key=lambda d: d.score, reverse=True)
         if self.select == "all" or not dets:
             return dets
-        if self.select == "largest":
-            return [max(dets, key=lambda d: d.width * d.height)]
-        cy, cx = shape[0] / 2.0, shape[1] / 2.0
-        return [
-            min(
-                dets,
-                key=lambda d: ((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2,
-            )
-        ]
+        return [subject.pick(dets, self.select, shape)]
 
 
 class _Tables:

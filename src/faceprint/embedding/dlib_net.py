@@ -15,7 +15,6 @@ runs this network on aligned chips is :mod:`faceprint.embedding.dlib_resnet`.
 from __future__ import annotations
 
 import copy
-import os
 import pickle
 import threading
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from torch import nn
 
 from faceprint.embedding import dlib_format as fmt
 from faceprint.errors import ModelError
-from faceprint.models import WeightFile, cache_dir
+from faceprint.models import WeightFile, cache_dir, write_atomic
 from faceprint.models import export_onnx as export_onnx_file
 
 WEIGHTS = WeightFile(
@@ -213,9 +212,7 @@ def load_dlib_resnet(weights: WeightFile = WEIGHTS) -> DlibResNet:
             except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
                 cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt from the source file
         model = parse_dlib_file(weights.verified_path())
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(cached)  # atomic, so a concurrent reader never sees half a file
+        write_atomic(cached, lambda tmp: torch.save(model.state_dict(), tmp))
     return model
 
 

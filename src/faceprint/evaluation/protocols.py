@@ -33,7 +33,8 @@ from faceprint.evaluation.metrics import (
 )
 from faceprint.evaluation.pairs import PairSet, folder_pairs, read_lfw_pairs
 from faceprint.evaluation.runner import EmbeddingRun, EmbeddingRunner, ImageSource, PipelineConfig
-from faceprint.evaluation.slices import CORRUPTIONS, YAW_BUCKETS, SliceResult, estimate_yaw, yaw_bucket_label
+from faceprint.evaluation.slices import CORRUPTIONS, YAW_BUCKETS, SliceResult, yaw_bucket_label
+from faceprint.quality import yaw_degrees
 
 __all__ = [
     "IdentificationResult",
@@ -201,7 +202,7 @@ def _slices(
         d = np.linalg.norm(a_vecs - b_vecs, axis=1)
         results.append(_slice_result(name, d, same[sample], threshold, int((~corrupted.found).sum())))
     # Yaw buckets over all pairs: a pair falls in the bucket of its more turned face.
-    yaw = estimate_yaw(run.landmarks)
+    yaw = yaw_degrees(run.landmarks)
     pair_yaw = np.array([max(yaw[index[str(p.a)]], yaw[index[str(p.b)]]) for p in pairs.pairs])
     for lo, hi in YAW_BUCKETS:
         inside = (pair_yaw >= lo) & (pair_yaw < hi)

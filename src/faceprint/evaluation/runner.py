@@ -1,8 +1,8 @@
 """Embed a set of images through a pipeline configuration, batched, cached and with a progress bar.
 
 Face policy (one face per image, as evaluation protocols assume):
-- several faces: the one with the largest area after a penalty for distance from the image centre
-  (the labelled subject of LFW-style photos is the central one, bystanders are often larger);
+- several faces: the subject by :mod:`faceprint.subject`'s "largest-central" strategy (the labelled
+  subject of LFW-style photos is the central one, bystanders are often larger);
 - no face: the image is still embedded, aligned with the median landmark positions (relative to image
   size) of the faces found in the same run — a centred-face assumption that holds for cropped data sets
   such as LFW — or, when no face was found at all, with the template placed over the central 60% of the
@@ -26,12 +26,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceprint import subject
 from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash, file_hash
 from faceprint.models import DEFAULT_EMBEDDER
 from faceprint.types import Detection
 
-_CENTRE_PENALTY = 2.0  # weight of squared centre offset against box area when picking the subject face
+SUBJECT: subject.Strategy = "largest-central"  # which face of an image is the one evaluated
 _PLAIN = (bool, int, float, str, tuple, type(None))
 _FALLBACK_SPAN = 0.6  # fraction of the short image side the template covers when no face was ever found
 
@@ -135,16 +136,9 @@ class EmbeddingRun:
     seconds: float
 
 
-def _select_face(found: Detections) -> Detection | None:
-    if not found.faces:
-        return None
-    centre = np.array([found.shape[1] / 2, found.shape[0] / 2])
-
-    def merit(d: Detection) -> float:
-        offset = np.array([(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2]) - centre
-        return d.width * d.height - _CENTRE_PENALTY * float(offset @ offset)
-
-    return max(found.faces, key=merit)
+def subject_face(found: Detections) -> Detection | None:
+    """The face of an image that evaluation embeds (:data:`SUBJECT`), None when there is none."""
+    return subject.pick(found.faces, SUBJECT, found.shape)
 
 
 class EmbeddingRunner:
@@ -223,7 +217,7 @@ class EmbeddingRunner:
                         self.cache.put_detections(det_key, fresh)
                 faces = {}
                 for s, image in zip(batch, arrays, strict=True):
-                    face = _select_face(detections[s.key])
+                    face = subject_face(detections[s.key])
                     if face is None:
                         no_face[s.key] = image
                     else:
@@ -237,7 +231,7 @@ class EmbeddingRunner:
                 bar.update(len(batch))
         marks = {}
         for key, found in detections.items():
-            face = _select_face(found)
+            face = subject_face(found)
             if face is not None:
                 marks[key] = np.asarray(face.landmarks, np.float32)
         if no_face:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-LEFT_EYE, RIGHT_EYE, NOSE, LEFT_MOUTH, RIGHT_MOUTH = range(5)
+from faceprint.quality import LEFT_EYE, LEFT_MOUTH, NOSE, RIGHT_EYE, RIGHT_MOUTH
+
 YAW_BUCKETS: tuple[tuple[float, float], ...] = ((0, 15), (15, 30), (30, 45), (45, 90))
 LOWRES_FACTOR = 4  # the image is shrunk 4x and enlarged back: an LFW face ends up ~25 px wide
 BLUR_SIGMA = 3.0  # pixels, Gaussian
@@ -73,21 +74,6 @@ CORRUPTIONS: dict[str, Corruption] = {
     f"blur (sigma {BLUR_SIGMA:g} px)": blur,
     "greyscale": greyscale,
 }
-
-
-def estimate_yaw(landmarks: np.ndarray) -> np.ndarray:
-    """Approximate |yaw| in degrees from 5 landmarks, (..., 5, 2) -> (...).
-
-    The nose tip's offset from the eyes' midpoint along the eye axis, relative to half the inter-ocular
-    distance, is tan(yaw) for a head whose nose protrudes about as far as half the eye spacing (a
-    typical adult proportion); projecting on the eye axis makes it independent of in-plane roll.
-    """
-    lm = np.asarray(landmarks, dtype=np.float64)
-    left, right, nose = lm[..., LEFT_EYE, :], lm[..., RIGHT_EYE, :], lm[..., NOSE, :]
-    axis = right - left
-    half = np.maximum(np.linalg.norm(axis, axis=-1), 1e-6) / 2
-    offset = np.sum((nose - (left + right) / 2) * axis, axis=-1) / (2 * half)
-    return np.degrees(np.arctan(np.abs(offset) / half))
 
 
 def yaw_bucket_label(lo: float, hi: float) -> str:

@@ -20,23 +20,15 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from faceprint.analyzer import primary_face
 from faceprint.errors import FaceprintError, ImageError, ManyFacesError
 from faceprint.gallery.gallery import Gallery, clean_name
 from faceprint.io import ImageInput, describe, labelled_images, load_image
-from faceprint.types import EmbedderKey, Face
+from faceprint.quality import quality_flags
+from faceprint.subject import portrait_subject
+from faceprint.types import EmbedderKey
 
 if TYPE_CHECKING:
     from faceprint.analyzer import FaceAnalyzer
-
-# A face whose box is narrower than this (pixels) is upscaled into the embedder's chip and loses detail.
-MIN_FACE_SIZE = 40.0
-# Variance of the Laplacian of the grey aligned chip below which the face is blurred. Measured on the
-# 150 px chips of 30 LFW images and 9 photos: unblurred min 23 (LFW is soft; median 84, photos 500-3000);
-# the same images Gaussian-blurred with sigma = 2 px per 250 px of image side: max 17, median 9.
-MIN_SHARPNESS = 20.0
 
 Status = Literal["enrolled", "skipped", "refused"]
 
@@ -89,25 +81,6 @@ def content_hash(source: ImageInput) -> str:
     return h.hexdigest()
 
 
-def sharpness(chip: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey chip (higher is sharper)."""
-    import cv2
-
-    grey = cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
-
-
-def quality_flags(face: Face) -> tuple[str, ...]:
-    """``small`` for a face under MIN_FACE_SIZE pixels, ``blurry`` for a chip under MIN_SHARPNESS."""
-    flags = []
-    x1, y1, x2, y2 = face.box
-    if min(x2 - x1, y2 - y1) < MIN_FACE_SIZE:
-        flags.append("small")
-    if face.chip is not None and sharpness(face.chip) < MIN_SHARPNESS:
-        flags.append("blurry")
-    return tuple(flags)
-
-
 def enroll_image(
     gallery: Gallery,
     name: str,
@@ -148,14 +121,14 @@ def enroll_image(
         face = faces[face_index]
     else:
         try:
-            face = primary_face(faces, source)
+            face = portrait_subject(faces, source)
         except ManyFacesError:
             return EnrollResult(
                 source, name, "refused", f"{len(faces)} faces found; pick one with face_index (--face N)"
             )
         if len(faces) > 1:
             note = f"enrolled the main face; ignored {len(faces) - 1} much smaller face(s)"
-    flags = quality_flags(face)
+    flags = quality_flags(face.box, face.chip)
     if flags and reject_low_quality:
         return EnrollResult(source, name, "refused", f"low quality face: {', '.join(flags)}", flags=flags)
     x1, y1, x2, y2 = face.box

@@ -28,6 +28,7 @@ from faceprint.gallery.store import (
     Template,
     open_store,
 )
+from faceprint.models import write_atomic
 from faceprint.thresholds import DEFAULT_TARGET_FPIR, Calibration, builtin_calibration, calibration_for
 from faceprint.types import UNKNOWN, EmbedderKey
 
@@ -374,10 +375,8 @@ class Gallery:
             people.append({"name": p.name, "metadata": p.metadata, "templates": by_person.get(p.id, [])})
         doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "people": people}
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(doc, indent=1))
-            tmp.replace(path)
+            write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
         except OSError as err:
             raise GalleryError(f"{path}: cannot write the export ({err.strerror or err})") from err
         return count

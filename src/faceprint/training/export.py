@@ -14,6 +14,7 @@ from torch import nn
 from faceprint.embedding.architectures import Architecture, to_input
 from faceprint.embedding.trained import load_architecture
 from faceprint.models import export_onnx as export_onnx_file
+from faceprint.models import onnx_session
 
 
 class _Pixels(nn.Module):
@@ -50,11 +51,9 @@ def export_onnx(model_path: Path, out: Path) -> Path:
 
 def onnx_runner(arch: Architecture, fn: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
     """``fn`` of ``arch`` (after pixel normalisation) as an ONNX Runtime session on the CPU."""
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as tmp:
         path = export_module(arch, Path(tmp) / "prefix.onnx", fn)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnx_session(lambda rebuild=False: path)
 
     def run(pixels: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"pixels": pixels.numpy().astype(np.float32)})[0])

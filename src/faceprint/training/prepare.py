@@ -21,8 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceprint import subject
 from faceprint.errors import FaceprintError
 from faceprint.io import load_image
+from faceprint.quality import MIN_FACE_SIZE, MIN_SHARPNESS, face_size, sharpness
 from faceprint.training.dataset import MANIFEST_FIELDS
 from faceprint.training.sources import Imported, Sample
 
@@ -38,8 +40,8 @@ class PrepareConfig:
     stratify: tuple[str, ...] = ()  # attributes to balance the picked identities over, e.g. ("Male",)
     split: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test fractions, or identity counts when >= 1
     seed: int = 0
-    min_face: int = 40  # smallest face side, in source pixels (also the detector's smallest search size)
-    min_sharpness: float = 20.0  # variance of the chip's Laplacian (lower: blurred)
+    min_face: int = int(MIN_FACE_SIZE)  # smallest face side kept, pixels (also the smallest searched)
+    min_sharpness: float = MIN_SHARPNESS  # faceprint.quality.sharpness of the chip (lower: blurred)
     ambiguity: float = 0.5  # a second face this large (area ratio to the largest) makes the image ambiguous
     near_duplicate: float = 0.08  # embedding distance under which two images of a person count as one
     # Distance to the centre of the identity's other images above which a label is suspect. For dlib-resnet on
@@ -218,24 +220,19 @@ def _check_face(
     """The image's face (the largest) and its aligned chip, or the reason the image is dropped."""
     if not detections:
         return _replace(record, status="no face"), None
-    areas = np.array([d.width * d.height for d in detections])
-    face = detections[int(np.argmax(areas))]
-    rivals = [d for d, a in zip(detections, areas, strict=True) if a >= config.ambiguity * areas.max()]
+    face = subject.largest(detections)
+    rivals = subject.rivals(detections, config.ambiguity)
     if len(rivals) > 1 and not lenient:
         return _replace(record, status="several faces of similar size", faces=len(detections)), None
     if len(rivals) > 1:
-        h, w = image.shape[:2]
-        face = min(rivals, key=lambda d: (d.box[0] + d.box[2] - w) ** 2 + (d.box[1] + d.box[3] - h) ** 2)
+        face = subject.most_central(rivals, image.shape)
         record = _replace(record, note=f"kept the most central of {len(rivals)} faces of similar size")
-    record = _replace(
-        record, faces=len(detections), score=float(face.score), face_size=float(min(face.width, face.height))
-    )
+    record = _replace(record, faces=len(detections), score=float(face.score), face_size=face_size(face.box))
     if record.face_size < config.min_face and not lenient:
         return _replace(record, status=f"face smaller than {config.min_face}px"), None
     chip = analyzer.align(image, [face])[0]
-    sharpness = float(cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
-    record = _replace(record, sharpness=sharpness)
-    if sharpness < config.min_sharpness and not lenient:
+    record = _replace(record, sharpness=sharpness(chip))
+    if record.sharpness < config.min_sharpness and not lenient:
         return _replace(record, status="blurred"), None
     return record, chip
 

@@ -25,6 +25,7 @@ from faceprint.embedding.architectures import Architecture, build_model, embed_i
 from faceprint.embedding.trained import save_model_file
 from faceprint.errors import FaceprintError
 from faceprint.evaluation.metrics import best_threshold, threshold_at_far
+from faceprint.models import write_atomic
 from faceprint.training.augment import Augment
 from faceprint.training.dataset import ChipPairs, ChipSet
 from faceprint.training.losses import triplet_loss
@@ -356,9 +357,7 @@ def _save_checkpoint(path: Path, config, state: TrainState, net, optimiser, sche
         "generator": generator.get_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)  # atomic: an interrupted save keeps the previous checkpoint
+    write_atomic(path, lambda tmp: torch.save(blob, tmp))  # an interrupted save keeps the previous one
 
 
 def _load_checkpoint(path: Path, config, net, optimiser, scheduler, generator) -> TrainState:

@@ -1,6 +1,6 @@
 """Enrol from a camera or a clip: pick K good, varied frames of the single face present.
 
-Good = one face only, large, sharp and near-frontal (see :mod:`faceprint.video.quality`); varied = the picks
+Good = one face only, large, sharp and near-frontal (see :mod:`faceprint.quality`); varied = the picks
 differ in head pose and are spread in time, so the gallery gets more than K copies of one frame.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceprint.errors import ManyFacesError, NoFaceError
-from faceprint.video.quality import FaceQuality, face_quality
+from faceprint.quality import FaceQuality, face_quality
 from faceprint.video.sources import open_source
 
 if TYPE_CHECKING:

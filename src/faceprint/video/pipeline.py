@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from faceprint.quality import face_quality
 from faceprint.types import Detection
 from faceprint.video.clustering import UnknownClusters
 from faceprint.video.ledger import TrackLedger
 from faceprint.video.options import WatchOptions
 from faceprint.video.outputs import OutputSink, TrackLabel, annotate, crop_face
-from faceprint.video.quality import face_quality
 from faceprint.video.sources import Frame, VideoSource
 from faceprint.video.tracking import Track, Tracker
 
