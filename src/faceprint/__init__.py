@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-# PyTorch's OpenMP threads busy-wait between parallel regions by default: faster on an idle machine
-# (facenet-pytorch's MTCNN, 640x480: 50 ms spinning, 72 ms sleeping), several-fold slower when another
-# process shares the cores (a 2-thread detection here once went 45 ms -> 713 ms). faceprint's detector
-# runs each op on one thread and parallelises itself, so it is unaffected; what still uses torch's
-# threads (training, the PyTorch embedder runtime) sleeps instead, robust on shared machines. It takes
-# effect only if torch is not imported yet (OpenMP reads it once); a user's own setting wins.
+# PyTorch's OpenMP threads busy-wait between parallel regions by default: a little faster on an idle
+# machine, several-fold slower when another process shares the cores (figures: docs/detection.md).
+# faceprint's detector runs each op on one thread and parallelises itself, so it is unaffected; what
+# still uses torch's threads (training, the PyTorch embedder runtime) sleeps instead, robust on shared
+# machines. It takes effect only if torch is not imported yet (OpenMP reads it once); a user's own
+# setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

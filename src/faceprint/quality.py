@@ -24,7 +24,7 @@ SHARPNESS_SIDE = 150
 # Enrolment and data preparation: a face narrower than this (pixels) is upscaled into the embedder's chip
 # and loses detail.
 MIN_FACE_SIZE = 40.0
-# Sharpness below which a face is blurred (see docs/gallery.md, "Quality flags", for how it was chosen).
+# Sharpness below which a face is blurred (how it was chosen: docs/gallery.md, "Enrolment policy").
 MIN_SHARPNESS = 20.0
 # The video score: a face this many pixels across (or more) is as good as size gets for a 150 px chip,
 # and a box crop this sharp counts as fully sharp (a box crop holds less hair and background than a chip,

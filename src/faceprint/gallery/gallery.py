@@ -109,11 +109,6 @@ class Gallery:
         self.store.rename_person(person.id, clean_name(new_name))
         return self.person(person.id)
 
-    def update_metadata(self, ref: PersonRef, metadata: dict[str, Any]) -> Person:
-        person = self.person(ref)
-        self.store.set_metadata(person.id, {**person.metadata, **metadata})
-        return self.person(person.id)
-
     def merge(self, source: PersonRef, into: PersonRef) -> Person:
         """Move every template and correction of ``source`` to ``into`` (dropping duplicate templates)
         and delete ``source``."""

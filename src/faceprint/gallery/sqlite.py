@@ -481,12 +481,6 @@ class SQLiteStore:
         """SQLite's own consistency check; ``["ok"]`` when the file is sound."""
         return [r[0] for r in self._query("PRAGMA integrity_check")]
 
-    def vacuum(self) -> None:
-        """Rebuild the file compactly (also drops freed pages)."""
-        with self._lock:
-            self._execute("VACUUM")
-        self._purge_wal()
-
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -44,8 +44,8 @@ class PrepareConfig:
     min_sharpness: float = MIN_SHARPNESS  # faceprint.quality.sharpness of the chip (lower: blurred)
     ambiguity: float = 0.5  # a second face this large (area ratio to the largest) makes the image ambiguous
     near_duplicate: float = 0.08  # embedding distance under which two images of a person count as one
-    # Distance to the centre of the identity's other images above which a label is suspect. For dlib-resnet on
-    # LFW DevTrain: no genuine image of 3721 beyond 0.44, 72% of images of other people beyond 0.45.
+    # Distance to the centre of the identity's other images above which a label is suspect (how it was
+    # chosen: docs/training.md).
     outlier: float = 0.45
 
     def eligible_min(self) -> int:
