@@ -2,11 +2,12 @@
 
 Layers, bottom first (a module may import its own layer and the ones below):
 
-0. types, errors, io, models, thresholds, alignment, draw, subject, quality: shared vocabulary and policies
+0. types, errors, io, models, thresholds, alignment, draw, subject, quality, names: shared vocabulary and
+   policies
 1. detection, embedding: the stages
 2. analyzer: detect -> align -> embed
 3. gallery, recognizer: enrolment, storage, identification
-4. evaluation, training, video: built on recognition
+4. evaluation, training, video, batch: built on recognition
 5. cli, service (and ``python -m faceprint``): the front ends. Nothing imports them but themselves, and
    the CLI, whose ``serve`` and ``keys`` commands start and administer the service
 
@@ -28,11 +29,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "faceprint"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"types", "errors", "io", "models", "thresholds", "alignment", "draw", "subject", "quality"}),
+    frozenset(
+        {"types", "errors", "io", "models", "thresholds", "alignment", "draw", "subject", "quality", "names"}
+    ),
     frozenset({"detection", "embedding"}),
     frozenset({"analyzer"}),
     frozenset({"gallery", "recognizer"}),
-    frozenset({"evaluation", "training", "video"}),
+    frozenset({"evaluation", "training", "video", "batch"}),
     frozenset({"cli", "service", "__main__"}),
 )
 # Front end -> the packages that may import it.
