@@ -1,6 +1,6 @@
 """Service benchmark: `faceprint serve` under load, against the library called directly, in one run.
 
-    python bench/bench_service.py [--clients 16] [--seconds 60] [--soak SECONDS] [--no-live]
+    python bench/bench_service.py [--clients 16] [--seconds 60] [--soak SECONDS] [--no-live | --live-only]
 
 1. Anchor: the same mix of requests (identify 60%, verify 20%, enrol 20%) on the same images, made by
    calling the library (Recognizer.identify / verify, Recognizer.enroll) in one process, one call at
@@ -11,7 +11,7 @@
    p50/p99 latency per kind, requests per second and its ratio to the anchor (target >= 85%), and the
    enrolments checked afterwards: every "enrolled" answer is exactly one template, none lost, none twice.
 3. Soak (``--soak 600``): the same mix for that long; the server's resident memory at the start (after
-   a minute's warm-up of the mix) and the end.
+   a minute's warm-up of the mix) and the end, and its least-squares trend after that minute.
 4. Live page: tests/service/test_browser.py in a real browser; updates per second and capture-to-draw
    delay at 640x360 as the page measures them.
 
@@ -285,6 +285,16 @@ def live_numbers() -> dict | None:
         return json.loads(report.read_text())
 
 
+def print_live(live: dict | None) -> None:
+    if live:
+        print(
+            f"\nLive page (real browser, fake camera, 640x360): {live['updates_per_s']:.1f} answers/s, "
+            f"{live['page_fps']:.1f} drawn/s, capture-to-draw delay {live['delay_ms']:.0f} ms (median)"
+        )
+    else:
+        print("\nLive page: the browser test did not run (see above)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,7 +306,13 @@ def main() -> None:
     )
     parser.add_argument("--soak", type=float, default=0, help="seconds of soak after the load run (0: none)")
     parser.add_argument("--no-live", action="store_true", help="skip the browser measurement")
+    parser.add_argument("--live-only", action="store_true", help="only the browser measurement")
     args = parser.parse_args()
+    if args.live_only:
+        print(f"machine load average before: {os.getloadavg()[0]:.1f} (2 cores)")
+        print_live(live_numbers())
+        print(f"machine load average after: {os.getloadavg()[0]:.1f}")
+        return
     if not KNN.exists() or not LFW.exists():
         raise SystemExit(f"needs the shared data ({KNN}, {LFW})")
 
@@ -378,21 +394,21 @@ def main() -> None:
             f"({soak_run['rps']:.2f} req/s), "
             f"server errors {soak_errors}, enrolments lost {soak_lost} duplicated {soak_dup}"
         )
+        after = [(t, rss) for t, rss in samples if t >= 60]
+        slope = (
+            statistics.linear_regression([t for t, _ in after], [r for _, r in after]).slope * 600
+            if len(after) > 2
+            else float("nan")
+        )
         print(
             f"server RSS MiB: start {samples[0][1]:.0f}, after 1 min {warm[0]:.0f}, "
             f"end {samples[-1][1]:.0f}, "
-            f"max {max(r for _, r in samples):.0f}"
+            f"max {max(r for _, r in samples):.0f}; trend after 1 min {slope:+.1f} MiB per 10 min "
+            "(least squares)"
         )
         print("  " + " ".join(f"{t:.0f}s:{r:.0f}" for t, r in samples))
     if not args.no_live:
-        live = live_numbers()
-        if live:
-            print(
-                f"\nLive page (real browser, fake camera, 640x360): {live['updates_per_s']:.1f} answers/s, "
-                f"{live['page_fps']:.1f} drawn/s, capture-to-draw delay {live['delay_ms']:.0f} ms (median)"
-            )
-        else:
-            print("\nLive page: the browser test did not run (see above)")
+        print_live(live_numbers())
     print(f"machine load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -162,8 +162,12 @@ class Engine:
         if self._video_analyzer is None:
             from faceprint.analyzer import FaceAnalyzer
 
-            options = {**self.config.detector_options, "min_face_size": VIDEO_MIN_FACE}
-            self._video_analyzer = FaceAnalyzer(detector_options=options, embedder=self.analyzer.embedder)
+            with self._recent_lock:  # once, even when the first frames arrive together
+                if self._video_analyzer is None:
+                    options = {**self.config.detector_options, "min_face_size": VIDEO_MIN_FACE}
+                    self._video_analyzer = FaceAnalyzer(
+                        detector_options=options, embedder=self.analyzer.embedder
+                    )
         return self._video_analyzer
 
     def analyze(self, image: np.ndarray, video: bool = False) -> list[Face]:
