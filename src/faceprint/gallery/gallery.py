@@ -16,7 +16,9 @@ import numpy as np
 from platformdirs import user_data_dir
 
 from faceprint.errors import GalleryError
+from faceprint.gallery import ann
 from faceprint.gallery.matching import Candidate, Combine, MatchIndex
+from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.gallery.store import (
     CORRECTION_KINDS,
     Correction,
@@ -57,7 +59,10 @@ class Gallery:
     def __init__(self, store: GalleryStore, *, combine: Combine = "mean") -> None:
         self.store = store
         self.combine: Combine = combine
-        self._indexes: dict[EmbedderKey, tuple[int, MatchIndex, dict[int, str]]] = {}
+        self._indexes: dict[EmbedderKey, tuple[int, MatchIndex | ann.AnnIndex, dict[int, str]]] = {}
+        # Large SQLite galleries are searched through an HNSW index kept beside the file (gallery/ann.py).
+        self._ann_folder = ann.index_folder(store.path) if isinstance(store, SQLiteStore) else None
+        self._ann: dict[tuple[EmbedderKey, str], ann.AnnIndex] = {}
         self._rejections: dict[EmbedderKey, tuple[int, np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
 
@@ -72,6 +77,9 @@ class Gallery:
         return self.store.location
 
     def close(self) -> None:
+        with self._lock:
+            for index in self._ann.values():
+                index.save_if_changed()
         self.store.close()
 
     def __enter__(self) -> Gallery:
@@ -122,12 +130,15 @@ class Gallery:
             self.store.move_templates(src.id, dst.id)
             self.store.set_metadata(dst.id, {**src.metadata, **dst.metadata})
             self.store.delete_person(src.id)
+        self._erase_from_indexes()
         return self.person(dst.id)
 
     def delete(self, ref: PersonRef) -> int:
         """Delete a person, every template and every correction filed under them (no biometric bytes
         stay in the files); returns the number of templates."""
-        return self.store.delete_person(self.person(ref).id)
+        n = self.store.delete_person(self.person(ref).id)
+        self._erase_from_indexes()
+        return n
 
     def purge(self) -> None:
         """Erase from storage what earlier deletions left there (after an ``ErasureError``: a reader that
@@ -171,7 +182,9 @@ class Gallery:
         )
 
     def delete_template(self, template_id: int) -> bool:
-        return self.store.delete_template(template_id)
+        gone = self.store.delete_template(template_id)
+        self._erase_from_indexes()
+        return gone
 
     def embedders(self) -> list[EmbedderKey]:
         return self.store.embedders()
@@ -227,16 +240,42 @@ class Gallery:
 
     # -- search -------------------------------------------------------------------------------
 
-    def _index(self, key: EmbedderKey) -> tuple[MatchIndex, dict[int, str]]:
-        """The search index of one embedder and the people's names, rebuilt only when the store has
-        changed since (any process's write changes the generation)."""
+    def _erase_from_indexes(self) -> None:
+        """After a deletion: bring every ANN index file of this gallery up to date now, so that no file
+        keeps a deleted person's vectors (the store's own files are scrubbed by the store)."""
+        if self._ann_folder is None:
+            return
+        generation = self.store.generation()
+        with self._lock:
+            ann.refresh_folder(
+                self._ann_folder,
+                generation,
+                lambda key, combine: MatchIndex(self.store.matrix(key), combine),
+                self._ann,
+            )
+
+    def _index(self, key: EmbedderKey) -> tuple[MatchIndex | ann.AnnIndex, dict[int, str]]:
+        """The search index of one embedder and the people's names, brought up to date only when the
+        store has changed since (any process's write changes the generation): exact for small
+        galleries, the HNSW index of ``gallery/ann.py`` for large SQLite ones."""
         generation = self.store.generation()
         with self._lock:
             cached = self._indexes.get(key)
             if cached is None or cached[0] != generation or cached[1].combine != self.combine:
                 # Templates first, then names: another process may commit between the two reads, and
                 # people are read after their templates so that every indexed person has a name.
-                index = MatchIndex(self.store.matrix(key), self.combine)
+                index = ann.searcher(
+                    self._ann_folder,
+                    key,
+                    self.combine,
+                    generation,
+                    lambda: MatchIndex(self.store.matrix(key), self.combine),
+                    self._ann.get((key, self.combine)),
+                )
+                if isinstance(index, ann.AnnIndex):
+                    self._ann[(key, self.combine)] = index
+                else:
+                    self._ann.pop((key, self.combine), None)
                 cached = (generation, index, {p.id: p.name for p in self.people()})
                 self._indexes[key] = cached
             return cached[1], cached[2]

@@ -49,6 +49,8 @@ class MatchIndex:
         order = np.argsort(matrix.person_ids, kind="stable")
         persons = matrix.person_ids[order]
         vectors = matrix.embeddings[order]
+        # What each searched row is (ann.py mirrors the rows): a template ("nearest") or a person ("mean").
+        self._row_keys, self._row_persons = matrix.template_ids[order], persons
         self.person_ids, self._starts, counts = np.unique(persons, return_index=True, return_counts=True)
         # {templates per person: people}: what the open-set threshold of this gallery depends on.
         self.template_counts: dict[int, int] = {
@@ -58,6 +60,7 @@ class MatchIndex:
             sums = np.add.reduceat(vectors, self._starts, axis=0)
             vectors = sums / np.linalg.norm(sums, axis=1, keepdims=True)
             self._starts = np.arange(len(self.person_ids))
+            self._row_keys = self._row_persons = self.person_ids
         self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         # One template per person: the per-person reduction is the identity and is skipped.
         self._grouped = len(self._vectors) > len(self.person_ids)
@@ -67,7 +70,18 @@ class MatchIndex:
         return self._vectors.shape[1] if self._vectors.ndim == 2 else 0
 
     def __len__(self) -> int:
+        """Number of people."""
         return len(self.person_ids)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of vectors a query is compared with (people for "mean", templates for "nearest")."""
+        return len(self._vectors)
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The searched rows: (keys: person ids for "mean", template ids for "nearest"; their people;
+        their vectors (N, D))."""
+        return np.asarray(self._row_keys, np.int64), np.asarray(self._row_persons, np.int64), self._vectors
 
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest people of each query: (person ids (M, k'), distances (M, k')), nearest
