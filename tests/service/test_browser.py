@@ -96,6 +96,7 @@ def test_enrol_in_the_browser_then_see_the_name_over_live_video(
             page = browser.new_page(viewport={"width": 1280, "height": 820})
             page.goto(server.url + "/")
             assert "/login" in page.url
+            page.screenshot(path=str(shots / "login.png"))
             page.fill("input[name=key]", token)
             page.click("button.primary")
             page.wait_for_url(server.url + "/")

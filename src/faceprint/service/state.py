@@ -4,10 +4,10 @@
 Why a separate file and not tables in the gallery: the gallery is a ``GalleryStore`` that may be
 PostgreSQL (``--gallery postgresql://...``) or shared read-only with batch jobs; keys and sessions are
 the service's business and must not leak into exports or into another store's schema. For a SQLite
-gallery ``people.sqlite3`` the file is ``people.service.sqlite3``; otherwise it is in the user data
-folder (``--state PATH`` chooses). Thumbnails live here, keyed by template, and are deleted with the
-person (``secure_delete`` overwrites their pages, the WAL is truncated after), so "delete" leaves no
-face picture behind.
+gallery ``people.sqlite3`` the file is ``people.service.sqlite3``; for a database URL it is in the user
+data folder, one file per database (``--state PATH`` chooses). Thumbnails live here, keyed by template,
+and are deleted with the person (``secure_delete`` overwrites their pages, the WAL is truncated after),
+so "delete" leaves no face picture behind.
 
 Keys are ``fp_<id>_<secret>``: the id finds the row, only SHA-256 of the secret is stored and compared in
 constant time. A 256-bit random secret needs no slow hash; the admin password, chosen by a person,
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from faceprint.errors import FaceprintError
 
@@ -90,11 +92,17 @@ def state_path_for(gallery: str | Path | None) -> Path:
     """Where the state file of a gallery lives (see the module docstring)."""
     from faceprint.gallery import default_gallery_path
 
-    text = str(gallery) if gallery is not None else str(default_gallery_path())
+    if gallery is None:  # as open_store reads it (a URL in $FACEPRINT_GALLERY must not become a path)
+        gallery = os.environ.get("FACEPRINT_GALLERY") or default_gallery_path()
+    text = os.fspath(gallery)
     if "://" in text:
         from platformdirs import user_data_dir
 
-        return Path(user_data_dir("faceprint")) / "service.sqlite3"
+        # One file per database (not per password): user, host, port and database name, hashed.
+        url = urlsplit(text)
+        where = f"{url.username or ''}@{url.hostname or ''}:{url.port or ''}{url.path}"
+        digest = hashlib.sha256(where.encode()).hexdigest()[:12]
+        return Path(user_data_dir("faceprint")) / f"service-{digest}.sqlite3"
     path = Path(text)
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     return path.with_name(f"{stem}.service.sqlite3")
