@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -21,3 +23,17 @@ class Embedder(Protocol):
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) RGB uint8 chips -> (N, dim) float32 L2-normalised embeddings."""
         ...
+
+
+def onnx_chip_runner(export: Callable[..., Path], threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """(N, S, S, 3) uint8 chips -> the network's output, through an ONNX Runtime session on the file
+    ``export()`` returns (a network exported with its input named "chips", NCHW float32)."""
+    from faceprint.models import onnx_session
+
+    session = onnx_session(export, threads)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+        return session.run(None, {"chips": x})[0]
+
+    return run

@@ -11,10 +11,11 @@ from typing import Literal
 import numpy as np
 import torch
 
+from faceprint.embedding import onnx_chip_runner
 from faceprint.embedding.dlib_net import INPUT_SIZE, fold_affine, load_dlib_resnet, onnx_model
 from faceprint.embedding.views import MAX_JITTER, jitter_matrices, view_images
 from faceprint.errors import ModelError
-from faceprint.models import Lazy, onnx_session
+from faceprint.models import Lazy
 from faceprint.thresholds import builtin_calibration
 from faceprint.types import EmbedderKey
 
@@ -153,13 +154,7 @@ class DlibResNetEmbedder:
         return run
 
     def _load_onnx(self) -> Callable[[np.ndarray], np.ndarray]:
-        session = onnx_session(onnx_model, self.threads)
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-            return session.run(None, {"chips": x})[0]
-
-        return run
+        return onnx_chip_runner(onnx_model, self.threads)
 
 
 def _has_onnxruntime() -> bool:

