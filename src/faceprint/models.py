@@ -213,7 +213,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def cache_dir() -> Path:
     """Where converted weights live: $FACEPRINT_CACHE_DIR or the user cache directory."""
     path = Path(os.environ.get("FACEPRINT_CACHE_DIR") or user_cache_dir("faceprint"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ModelError(
+            f"{path}: cannot use this folder as faceprint's model cache ({err.strerror or err}); "
+            "set FACEPRINT_CACHE_DIR to a writable folder"
+        ) from err
     return path
 
 

@@ -190,6 +190,9 @@ def test_correct_wrong_confirm_and_threshold_commands(
 ) -> None:
     gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
     blair, powell = (lfw_dir / n / f"{n}_0001.jpg" for n in ("Tony_Blair", "Colin_Powell"))
+    code, _, err = run(["threshold", *gallery], capsys)
+    assert code == 1 and "no gallery here" in err  # reading commands never create one
+    Gallery.open(tmp_path / "g.sqlite3").close()
     code, out, _ = run(["threshold", *gallery], capsys)
     assert code == 0 and "nobody enrolled yet" in out and "-0.00" not in out
     assert run(["enroll", "blair", str(blair), *gallery], capsys)[0] == 0

@@ -18,6 +18,7 @@ from conftest import ENROLLED, STRANGERS, clip_photos
 from testclip import score_clip, write_test_clip
 
 import faceprint
+from faceprint.gallery import Gallery
 from faceprint.recognizer import Recognizer
 from faceprint.video.clustering import load_clusters
 from faceprint.video.options import WatchOptions
@@ -213,6 +214,7 @@ def test_broken_source_gives_a_clear_message_and_exit_status(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 5000)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
+    Gallery.open(tmp_path / "g.sqlite3").close()  # watch reads a gallery; only enrolling creates one
     result = subprocess.run(
         _watch_command(str(bad), "--gallery", str(tmp_path / "g.sqlite3")),
         env=env,

@@ -65,9 +65,9 @@ EXTRA_OF_MODULE = {
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Typer runs in standalone mode, so usage errors print the usage and exit 2 through
-    Typer's own handling (no dependence on which click, if any, Typer is built on); FaceprintError becomes
-    a one-line message and exit status 1, never a traceback. Success returns normally (for callers that
-    run commands in-process)."""
+    Typer's own handling (no dependence on which click, if any, Typer is built on); FaceprintError, and
+    any OSError (naming its path), becomes a one-line message and exit status 1, never a traceback.
+    Success returns normally (for callers that run commands in-process)."""
     _register_all()
     try:
         app(args=argv, prog_name="faceprint")
@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
     except FaceprintError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
+    except OSError as err:  # a path the user gave (or a folder of theirs) cannot be read or written
+        where = f"{err.filename}: " if err.filename is not None else ""
+        typer.secho(f"error: {where}{err.strerror or err}", err=True, fg=typer.colors.RED)
         sys.exit(1)
     except ModuleNotFoundError as err:
         extra = EXTRA_OF_MODULE.get((err.name or "").split(".")[0])

@@ -61,10 +61,13 @@ def analyzer(ctx: typer.Context, **detector_options: Any) -> FaceAnalyzer:
     )
 
 
-def open_gallery(path: str | Path | None) -> Gallery:
+def open_gallery(path: str | Path | None, *, write: bool = False, create: bool = False) -> Gallery:
+    """The gallery a command works on. Reading commands (the default) open it read-only, so they work on
+    read-only files and folders; only enrolling commands (``create``) make a new one: anything else on a
+    missing gallery says so (a mistyped --gallery must not answer "unknown" for everyone)."""
     from faceprint.gallery import Gallery
 
-    return Gallery.open(path)
+    return Gallery.open(path, read_only=not (write or create), create=create)
 
 
 def report_error(err: FaceprintError, as_json: bool, path: Path) -> None:
@@ -73,3 +76,36 @@ def report_error(err: FaceprintError, as_json: bool, path: Path) -> None:
         typer.echo(json.dumps({"image": str(path), "error": str(err)}))
     else:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+
+
+# Formats an annotated copy keeps (OpenCV writes them); any other input (GIF, ...) is drawn as PNG.
+DRAW_FORMATS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def output_folder(path: Path, what: str) -> Path:
+    """``path`` created if needed, or a one-line error naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FaceprintError(f"{path}: cannot create the {what} folder ({err.strerror or err})") from err
+    return path
+
+
+class DrawnCopies:
+    """Where ``--draw`` writes the annotated copy of each input: the input's own file name and format
+    (JPEG stays JPEG, PNG stays PNG, others become PNG), made unique within the run (``a.jpg`` from two
+    folders: ``a.jpg`` and ``a-2.jpg``), so no copy overwrites another."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = output_folder(folder, "--draw")
+        self._used: set[str] = set()
+
+    def path_for(self, source: Path) -> Path:
+        suffix = source.suffix if source.suffix.lower() in DRAW_FORMATS else ".png"
+        stem = source.stem or "image"
+        name, n = f"{stem}{suffix}", 1
+        while name.lower() in self._used:
+            n += 1
+            name = f"{stem}-{n}{suffix}"
+        self._used.add(name.lower())
+        return self.folder / name

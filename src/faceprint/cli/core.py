@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from faceprint.cli.common import Images, report_error
+from faceprint.cli.common import DrawnCopies, Images, output_folder, report_error
 from faceprint.cli.common import analyzer as cli_analyzer
 from faceprint.errors import FaceprintError
 
@@ -32,6 +32,7 @@ def detect(
     from faceprint.io import load_image
 
     analyzer = cli_analyzer(ctx, min_face_size=min_face_size)
+    drawn = DrawnCopies(draw) if draw is not None else None
     failed = 0
     for path in images:
         try:
@@ -48,9 +49,8 @@ def detect(
             for i, d in enumerate(detections):
                 x1, y1, x2, y2 = d.box
                 typer.echo(f"  #{i}  box=({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})  score={d.score:.3f}")
-        if draw is not None:
-            draw.mkdir(parents=True, exist_ok=True)
-            draw_faces(image, detections, draw / f"{path.stem}.jpg")
+        if drawn is not None:
+            draw_faces(image, detections, drawn.path_for(path))
     if failed:
         raise typer.Exit(1)
 
@@ -65,8 +65,12 @@ def embed(
     vectors = []
     for path in images:
         vectors.append(analyzer.analyze_one(path).embedding)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, np.stack(vectors).astype(np.float32))
+    output_folder(out.parent, "--out")
+    try:
+        with open(out, "wb") as f:
+            np.save(f, np.stack(vectors).astype(np.float32))
+    except OSError as err:
+        raise FaceprintError(f"{out}: cannot write the embeddings ({err.strerror or err})") from err
     typer.echo(f"wrote {len(vectors)} embedding(s) of dimension {vectors[0].shape[0]} to {out}")
 
 

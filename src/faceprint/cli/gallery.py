@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faceprint.cli.common import GalleryOpt, Images, ThresholdOpt, global_options, report_error
+from faceprint.cli.common import DrawnCopies, GalleryOpt, Images, ThresholdOpt, global_options, report_error
 from faceprint.cli.common import analyzer as cli_analyzer
 from faceprint.cli.common import open_gallery as _open
 from faceprint.errors import ErasureError, FaceprintError
@@ -86,7 +86,7 @@ def enroll(
     from faceprint.recognizer import Recognizer
 
     refused = 0
-    with _open(gallery) as g:
+    with _open(gallery, create=True) as g:
         recognizer = Recognizer(g, analyzer)
         for src in sources:
             result = recognizer.enroll(name, src, face_index=face, reject_low_quality=reject_low_quality)
@@ -113,7 +113,7 @@ def enroll_dir(
     from faceprint.recognizer import Recognizer
 
     analyzer = cli_analyzer(ctx)
-    with _open(gallery) as g, tqdm(desc="enrolling", unit="img", leave=False) as bar:
+    with _open(gallery, create=True) as g, tqdm(desc="enrolling", unit="img", leave=False) as bar:
 
         def progress(result: EnrollResult, done: int, total: int) -> None:
             bar.total = total
@@ -152,6 +152,7 @@ def identify(
     from faceprint.recognizer import Recognizer
 
     failed = 0
+    drawn = DrawnCopies(draw) if draw is not None else None
     with _open(gallery) as g:
         recognizer = Recognizer(g, cli_analyzer(ctx), threshold)
         for path in images:
@@ -170,12 +171,11 @@ def identify(
                     typer.echo(f"  #{i}  {_match_text(m)}")
                     for c in m.candidates[1:] if top_k > 1 else ():
                         typer.echo(f"       also {c.name} (distance {c.distance:.3f})")
-            if draw is not None:
-                draw.mkdir(parents=True, exist_ok=True)
+            if drawn is not None:
                 draw_faces(
                     image,
                     [m.face.detection for m in matches if m.face is not None],
-                    draw / f"{path.stem}.jpg",
+                    drawn.path_for(path),
                     labels=[m.name for m in matches],
                 )
     if failed:
@@ -294,7 +294,7 @@ def calibrate(
     typer.echo(f"threshold {cal.threshold:.4f}: FAR {cal.far:.4%}, TAR {cal.tar:.4%}")
     typer.echo(f"confidence: P(same) = 1 / (1 + exp({cal.slope:.3f} * (distance - {cal.threshold:.4f})))")
     if save:
-        with _open(gallery) as g:
+        with _open(gallery, create=True) as g:
             g.save_calibration(cal)
         typer.echo(f"saved to {g.location}")
 
@@ -320,7 +320,8 @@ def threshold(
     1:1 threshold."""
     from faceprint.recognizer import Recognizer
 
-    with _open(gallery) as g:
+    changes = reset or value is not None or fpir is not None
+    with _open(gallery, write=changes) as g:
         recognizer = Recognizer(g, cli_analyzer(ctx))
         key = recognizer.key
         if reset:
@@ -367,7 +368,7 @@ def correct_wrong(
     """This face is not NAME: never name it, or faces like it, NAME again (NAME's templates stay)."""
     from faceprint.recognizer import Recognizer
 
-    with _open(gallery) as g:
+    with _open(gallery, write=True) as g:
         Recognizer(g, cli_analyzer(ctx)).reject(image, name, face_index=face)
         person = g.person(name)
     typer.echo(f"noted: the face in {image} is not {person.name}")
@@ -384,7 +385,7 @@ def correct_confirm(
     """This face is NAME: added as a template of NAME if it passes the enrolment quality gate."""
     from faceprint.recognizer import Recognizer
 
-    with _open(gallery) as g:
+    with _open(gallery, write=True) as g:
         result = Recognizer(g, cli_analyzer(ctx)).confirm(image, name, face_index=face)
     withdrawn = (
         f"; withdrew {result.rejections_withdrawn} earlier 'wrong'" if result.rejections_withdrawn else ""
@@ -423,7 +424,7 @@ def reembed(ctx: typer.Context, gallery: GalleryOpt = None) -> None:
     from faceprint.gallery.enrollment import reembed as reembed_gallery
 
     analyzer = cli_analyzer(ctx)
-    with _open(gallery) as g:
+    with _open(gallery, write=True) as g:
         report = reembed_gallery(g, analyzer)
     for result in report.results:
         _print_result(result)
@@ -474,7 +475,7 @@ def people_rename(
     gallery: GalleryOpt = None,
 ) -> None:
     """Rename a person."""
-    with _open(gallery) as g:
+    with _open(gallery, write=True) as g:
         p = g.rename(_ref(person, g), new_name)
     typer.echo(f"renamed to {p.name}")
 
@@ -486,7 +487,7 @@ def people_merge(
     gallery: GalleryOpt = None,
 ) -> None:
     """Move every template of SOURCE to INTO and delete SOURCE."""
-    with _open(gallery) as g:
+    with _open(gallery, write=True) as g:
         p = g.merge(_ref(source, g), _ref(into, g))
     typer.echo(f"{p.name}: {p.n_templates} template(s)")
 
@@ -500,7 +501,7 @@ def people_delete(
 ) -> None:
     """Delete a person and every template; their biometric data is erased from the file, or the command
     says why not and exits 1."""
-    with _open(gallery) as g:
+    with _open(gallery, write=True) as g:
         _set_wait(g, wait)
         p = g.person(_ref(person, g))
         if not yes:
@@ -537,7 +538,7 @@ def _delete_service_thumbnails(location: str, person_id: int) -> None:
 def people_purge(wait: WaitOpt = 30.0, gallery: GalleryOpt = None) -> None:
     """Erase from the gallery file what earlier deletions left in it (when `people delete` said that a
     reader kept it there)."""
-    with _open(gallery) as g:
+    with _open(gallery, write=True) as g:
         _set_wait(g, wait)
         g.purge()
     typer.echo(f"nothing deleted is left in {g.location}")
@@ -560,7 +561,7 @@ def people_import(
     gallery: GalleryOpt = None,
 ) -> None:
     """Add the people and templates of an export (already present ones are skipped)."""
-    with _open(gallery) as g:
+    with _open(gallery, create=True) as g:
         n = g.import_json(src)
     typer.echo(f"imported {n} template(s) into {g.location}")
 

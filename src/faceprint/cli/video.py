@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from faceprint.cli.common import GalleryOpt, ThresholdOpt
+from faceprint.cli.common import GalleryOpt, ThresholdOpt, open_gallery
 from faceprint.video.options import WatchOptions
 
 unknowns_app = typer.Typer(
@@ -63,7 +63,6 @@ def watch(
 ) -> None:
     """Recognise and track faces in a video; Ctrl-C stops cleanly with every output written."""
     from faceprint.cli.common import analyzer as cli_analyzer
-    from faceprint.gallery import Gallery
     from faceprint.recognizer import Recognizer
     from faceprint.video.outputs import Window
     from faceprint.video.pipeline import VideoRecognizer
@@ -76,7 +75,7 @@ def watch(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     analyzer = cli_analyzer(ctx, min_face_size=min_face_size)
     options = WatchOptions(detect_every=detect_every, detect_width=detect_width)
-    with Gallery.open(gallery) as people:
+    with open_gallery(gallery) as people:
         recognizer = Recognizer(people, analyzer, threshold)
         video = open_source(int(source) if source.isdigit() else source, realtime=realtime, loop=loop)
         display = Window.available()
@@ -129,9 +128,8 @@ def unknowns_enroll(
     gallery: GalleryOpt = None,
 ) -> None:
     """Enrol a cluster of unknown faces under a name."""
-    from faceprint.gallery import Gallery
     from faceprint.video.clustering import enroll_cluster
 
-    with Gallery.open(gallery) as people:
+    with open_gallery(gallery, create=True) as people:
         added = enroll_cluster(folder, cluster, name, people)
         typer.echo(f"enrolled cluster {cluster} as {name}: {added} template(s) added to {people.location}")

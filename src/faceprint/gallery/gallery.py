@@ -67,10 +67,18 @@ class Gallery:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path | str | None = None, *, combine: Combine = "mean") -> Gallery:
+    def open(
+        cls,
+        path: Path | str | None = None,
+        *,
+        combine: Combine = "mean",
+        read_only: bool = False,
+        create: bool = True,
+    ) -> Gallery:
         """Open (or create) the gallery at ``path``: a SQLite file, or a ``postgresql://`` URL (None:
-        $FACEPRINT_GALLERY, else :func:`default_gallery_path`); see :func:`open_store`."""
-        return cls(open_store(path), combine=combine)
+        $FACEPRINT_GALLERY, else :func:`default_gallery_path`); see :func:`open_store` for ``read_only``
+        and ``create``."""
+        return cls(open_store(path, read_only=read_only, create=create), combine=combine)
 
     @property
     def location(self) -> str:

@@ -16,6 +16,7 @@ Why these settings:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -109,40 +110,98 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class SQLiteStore:
     """``GalleryStore`` on one SQLite file; safe to share between threads (one connection, one lock)."""
 
-    def __init__(self, path: Path, *, timeout_s: float = 30.0, purge_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        timeout_s: float = 30.0,
+        purge_timeout_s: float | None = None,
+        read_only: bool = False,
+        create: bool = True,
+    ) -> None:
         """``timeout_s``: how long a write waits for another writer; ``purge_timeout_s`` (default the
-        same): how long erasing deleted records waits for readers of an older snapshot to finish."""
+        same): how long erasing deleted records waits for readers of an older snapshot to finish.
+        ``read_only``: open with SQLite's ``mode=ro`` (works in read-only folders and on read-only files;
+        nothing is created or migrated); ``create=False``: a missing file is an error, not a new gallery."""
         self.path = Path(path)
         self.location = str(self.path)
+        self.read_only = read_only
         self._busy_ms = int(timeout_s * 1000)
         self.purge_timeout_s = timeout_s if purge_timeout_s is None else purge_timeout_s
         self._lock = threading.RLock()
         self._depth = 0
         self._purge_pending = False
         _check_header(self.path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE) in transaction().
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        if (read_only or not create) and not self.path.is_file():
+            raise GalleryError(
+                f"{self.path}: no gallery here (only enrolling creates one: faceprint enroll NAME IMAGE "
+                "--gallery PATH); check --gallery or $FACEPRINT_GALLERY"
             )
+        try:
+            self._db = self._connect_read_only(timeout_s) if read_only else self._connect(timeout_s)
         except (sqlite3.Error, OSError) as err:
-            raise GalleryError(f"{self.path}: cannot open the gallery ({err})") from err
+            raise GalleryError(f"{self.path}: cannot open the gallery ({_os_reason(err)})") from err
         try:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA secure_delete = ON")
             self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             self._check_identity()
-            if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-                raise GalleryError(f"{self.path}: the file system does not support SQLite's WAL mode")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            if read_only:
+                self._check_schema_readable()
+            else:
+                if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                    raise GalleryError(f"{self.path}: the file system does not support SQLite's WAL mode")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+        except sqlite3.OperationalError as err:
+            self._db.close()
+            if _read_only_error(err) or not (read_only or _writable(self.path)):
+                raise GalleryError(
+                    f"{self.path}: the gallery cannot be written here (read-only file or folder); "
+                    "reading commands (people list, identify, threshold) still work"
+                ) from err
+            raise GalleryError(f"{self.path}: damaged gallery database ({err})") from err
         except sqlite3.DatabaseError as err:
             self._db.close()
             raise GalleryError(f"{self.path}: damaged gallery database ({err})") from err
         except GalleryError:
             self._db.close()
             raise
+
+    def _connect(self, timeout_s: float) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE) in transaction().
+        return sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+
+    def _connect_read_only(self, timeout_s: float) -> sqlite3.Connection:
+        """``mode=ro``. A WAL database needs its -shm file to be read that way, and in a read-only folder
+        nobody can create it: when there is no -wal file either (every change is in the main file, as
+        after the last writer closed), the file is opened ``immutable`` instead."""
+        uri = self.path.resolve().as_uri()
+        try:
+            db = sqlite3.connect(
+                f"{uri}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            if Path(f"{self.path}-wal").exists():
+                raise
+        return sqlite3.connect(
+            f"{uri}?mode=ro&immutable=1",
+            uri=True,
+            timeout=timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+
+    def _check_schema_readable(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            raise GalleryError(
+                f"{self.path}: written by an older faceprint (schema {version}, now {SCHEMA_VERSION}); "
+                "a command that changes the gallery (e.g. faceprint people purge) upgrades it"
+            )
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -212,6 +271,11 @@ class SQLiteStore:
         except sqlite3.IntegrityError:
             raise
         except sqlite3.OperationalError as err:
+            if _read_only_error(err):
+                raise GalleryError(
+                    f"{self.path}: the gallery cannot be written "
+                    f"({'opened read-only' if self.read_only else 'read-only file or folder'})"
+                ) from err
             raise GalleryError(f"{self.path}: {err}") from err
         except sqlite3.DatabaseError as err:
             raise GalleryError(f"{self.path}: damaged gallery database ({err})") from err
@@ -499,3 +563,16 @@ def _check_header(path: Path) -> None:
         raise GalleryError(f"{path}: cannot read the gallery file ({err.strerror or err})") from err
     if head != SQLITE_HEADER:
         raise GalleryError(f"{path}: not a gallery database (the file is damaged or of another kind)")
+
+
+def _read_only_error(err: sqlite3.Error) -> bool:
+    return getattr(err, "sqlite_errorname", "") == "SQLITE_READONLY" or "readonly" in str(err)
+
+
+def _os_reason(err: BaseException) -> str:
+    return (err.strerror or str(err)) if isinstance(err, OSError) else str(err)
+
+
+def _writable(path: Path) -> bool:
+    """Can SQLite write the file and create its -wal and -shm files beside it?"""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))

@@ -167,10 +167,15 @@ class GalleryStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(target: str | os.PathLike[str] | None = None) -> GalleryStore:
+def open_store(
+    target: str | os.PathLike[str] | None = None, *, read_only: bool = False, create: bool = True
+) -> GalleryStore:
     """The one place a gallery location becomes a store: ``postgresql://...`` (or ``postgres://``) opens
     the PostgreSQL store (``faceprint[postgres]``), anything else is the path of a SQLite file; None is
-    $FACEPRINT_GALLERY, else ``gallery.sqlite3`` in the user data folder."""
+    $FACEPRINT_GALLERY, else ``gallery.sqlite3`` in the user data folder. ``read_only``: for commands
+    that only read (a SQLite file is opened ``mode=ro``, so read-only places work); ``create=False``: a
+    missing SQLite file is an error rather than a new, empty gallery (PostgreSQL: the database must
+    exist anyway)."""
     from faceprint.gallery.postgres import is_postgres_url
 
     if target is None:
@@ -189,4 +194,4 @@ def open_store(target: str | os.PathLike[str] | None = None) -> GalleryStore:
         raise GalleryError(f"{text}: not a valid gallery URL (write postgresql://user@host/database)")
     from faceprint.gallery.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(text))
+    return SQLiteStore(Path(text), read_only=read_only, create=create)
