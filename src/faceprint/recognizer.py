@@ -33,7 +33,7 @@ from faceprint.gallery.enrollment import (
     enroll_image,
 )
 from faceprint.io import ImageInput, describe
-from faceprint.quality import quality_flags
+from faceprint.quality import face_size, quality_flags
 from faceprint.thresholds import Calibration, embedder_calibration
 from faceprint.types import UNKNOWN, EmbedderKey, Face
 
@@ -349,7 +349,6 @@ class Recognizer:
             flags = quality_flags(face.box, face.chip)
             if flags:
                 return ConfirmResult(person.name, None, f"low quality face: {', '.join(flags)}", withdrawn)
-            x1, y1, x2, y2 = face.box
             template = self.gallery.add_template(
                 person.id,
                 face.embedding,
@@ -358,7 +357,7 @@ class Recognizer:
                 source_path=source_path,
                 content_hash=content_hash,
                 score=face.score,
-                face_size=min(x2 - x1, y2 - y1),
+                face_size=face_size(face.box),
             )
         reason = "" if template is not None else "this image is already one of their templates"
         return ConfirmResult(person.name, template, reason, withdrawn)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from faceprint.errors import FaceprintError, ImageError, ManyFacesError
 from faceprint.gallery.gallery import Gallery, clean_name
 from faceprint.io import ImageInput, describe, labelled_images, load_image
-from faceprint.quality import quality_flags
+from faceprint.quality import face_size, quality_flags
 from faceprint.subject import portrait_subject
 from faceprint.types import EmbedderKey
 
@@ -131,7 +131,6 @@ def enroll_image(
     flags = quality_flags(face.box, face.chip)
     if flags and reject_low_quality:
         return EnrollResult(source, name, "refused", f"low quality face: {', '.join(flags)}", flags=flags)
-    x1, y1, x2, y2 = face.box
     with gallery.store.transaction():
         person = gallery.find(name)
         pid = person.id if person is not None else gallery.add_person(name, metadata)
@@ -143,7 +142,7 @@ def enroll_image(
             source_path=str(Path(image).resolve()) if isinstance(image, str | PathLike) else None,
             content_hash=digest,
             score=face.score,
-            face_size=min(x2 - x1, y2 - y1),
+            face_size=face_size(face.box),
             quality_flags=flags,
         )
     reasons = [f"low quality face: {', '.join(flags)}" if flags else "", note]
