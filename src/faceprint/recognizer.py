@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from faceprint.io import ImageInput, describe
 from faceprint.quality import face_size, quality_flags
 from faceprint.thresholds import Calibration, embedder_calibration
 from faceprint.types import UNKNOWN, EmbedderKey, Face
+
+if TYPE_CHECKING:
+    from faceprint.analyzer import FaceAnalyzer
 
 __all__ = [
     "Candidate",
@@ -135,9 +138,13 @@ def verify(
 
 
 class Recognizer:
-    """Identify faces against a gallery. ``threshold`` overrides the gallery's and the calibrated one."""
+    """Enrol, identify and verify faces against a gallery, with the one ``analyzer`` (default models when
+    none is given) doing every detection and embedding. ``threshold`` overrides the gallery's and the
+    calibrated one."""
 
-    def __init__(self, gallery: Gallery, analyzer=None, threshold: float | None = None) -> None:
+    def __init__(
+        self, gallery: Gallery, analyzer: FaceAnalyzer | None = None, threshold: float | None = None
+    ) -> None:
         if analyzer is None:
             from faceprint.analyzer import FaceAnalyzer
 

@@ -6,9 +6,8 @@ Embeddings are L2-normalised, so the Euclidean distance follows from one matrix 
 - ``"mean"`` (default): the distance to the re-normalised mean of their templates;
 - ``"nearest"``: the distance of their nearest template.
 
-Chosen by measurement (bench/bench_identify_lfw.py, second table): on all of LFW with 3 templates for each
-of the 610 people with 4+ images, "mean" identifies more at the same rate of strangers accepted (DIR at
-FAR 1%: 85.0% vs 76.0%; at FAR 0.1%: 62.7% vs 48.8%; rank-1 98.8% vs 98.0%). A mean sits closer to
+"mean" was chosen by measurement: it identifies more people at the same rate of strangers accepted
+(bench/bench_identify_lfw.py; the figures are in docs/gallery.md, "Matching"). A mean sits closer to
 every face than single templates do, so at a fixed threshold it also accepts more strangers: the
 threshold (calibrated on single pairs) is the knob for that.
 """
