@@ -254,11 +254,61 @@ class Lazy(Generic[T]):
             self._value = None
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device() -> str:
+    """Where the networks run, chosen here for every model: ``"cuda"`` when a CUDA device is usable
+    (ONNX Runtime lists its CUDA provider, or torch sees a GPU) and ``$FACEPRINT_DEVICE`` is not ``cpu``,
+    else ``"cpu"``. ``FACEPRINT_DEVICE=cuda`` insists on the GPU (an error without one); ``cpu`` never
+    uses it (bench/gpu_check.py compares the two on real faces)."""
+    wanted = os.environ.get("FACEPRINT_DEVICE", "auto").strip().lower() or "auto"
+    if wanted not in DEVICES:
+        raise ModelError(f"FACEPRINT_DEVICE={wanted!r}: choose one of {', '.join(DEVICES)}")
+    if wanted == "cpu":
+        return "cpu"
+    if _onnx_has_cuda() or _torch_has_cuda():
+        return "cuda"
+    if wanted == "cuda":
+        raise ModelError(
+            "FACEPRINT_DEVICE=cuda, but no CUDA device is usable (ONNX Runtime has no CUDAExecutionProvider: "
+            "install onnxruntime-gpu; torch is a CPU build or sees no GPU)"
+        )
+    return "cpu"
+
+
+def _onnx_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _torch_has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def onnx_providers() -> list[str]:
+    """ONNX Runtime's execution providers for every session: CUDA first when :func:`device` is
+    ``"cuda"`` and ONNX Runtime has it (CPU stays listed for the operators CUDA lacks), else CPU only."""
+    if device() == "cuda" and _onnx_has_cuda():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def torch_device() -> str:
+    """The torch device of the PyTorch networks (the MTCNN detector): ``"cuda"`` when :func:`device` is
+    ``"cuda"`` and torch sees a GPU, else ``"cpu"``."""
+    return "cuda" if device() == "cuda" and _torch_has_cuda() else "cpu"
+
+
 def onnx_session(export: Callable[..., Path], threads: int | None = None) -> Any:
-    """An ONNX Runtime session on the CPU for the file ``export()`` returns, the one way sessions are
-    built. ``threads`` intra-op threads (None: ONNX Runtime's default); idle threads sleep instead of
-    spinning (a spinning thread takes the CPU from every other process). A file that does not load (a damaged
-    cache entry) is exported once more with ``export(rebuild=True)``."""
+    """An ONNX Runtime session for the file ``export()`` returns, the one way sessions are built, on
+    :func:`onnx_providers` (the CPU unless a CUDA device is there). ``threads`` intra-op threads (None:
+    ONNX Runtime's default); idle threads sleep instead of spinning (a spinning thread takes the CPU from
+    every other process). A file that does not load (a damaged cache entry) is exported once more with
+    ``export(rebuild=True)``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -267,10 +317,11 @@ def onnx_session(export: Callable[..., Path], threads: int | None = None) -> Any
         options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = onnx_providers()
     try:
-        return ort.InferenceSession(str(export()), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(export()), options, providers=providers)
     except Exception:  # onnxruntime's own error types
-        return ort.InferenceSession(str(export(rebuild=True)), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(export(rebuild=True)), options, providers=providers)
 
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:

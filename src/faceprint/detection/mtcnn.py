@@ -65,8 +65,10 @@ class MTCNNNets:
 
         from faceprint.detection.mtcnn_nets import build
         from faceprint.detection.mtcnn_weights import NETS, load_state_dict
+        from faceprint.models import torch_device
 
-        self.modules = {key: build(key, load_state_dict(key)) for key in NETS}
+        self.device = torch_device()  # "cpu" unless a CUDA device is there (models.device)
+        self.modules = {key: build(key, load_state_dict(key)).to(self.device) for key in NETS}
         self.threads = threads or torch.get_num_threads()
         self.pool = TaskPool.shared(self.threads)
 
@@ -74,7 +76,9 @@ class MTCNNNets:
         import torch
 
         with torch.inference_mode():
-            logit, *rest = (t.numpy() for t in self.modules[key](torch.from_numpy(pixels)))
+            # On the CPU, .to() and .cpu() return the same tensors: nothing is copied.
+            out = self.modules[key](torch.from_numpy(pixels).to(self.device))
+            logit, *rest = (t.cpu().numpy() for t in out)
         # P(face) as the two-way softmax computes it in float32 (saturating to exactly 1.0 alike); exp
         # overflowing to inf for a very negative logit gives the right probability, 0, so no warning.
         with np.errstate(over="ignore"):

@@ -39,9 +39,10 @@ from faceprint.gallery.matching import Combine, MatchIndex
 from faceprint.models import write_atomic
 from faceprint.types import EmbedderKey
 
-# Searched vectors from which the HNSW index replaces exact search: exact NumPy search of one query is
-# faster than the graph's below it (measured by bench/bench_search.py --crossover; docs/scale.md).
-ANN_MIN_VECTORS = 50_000
+# Searched vectors from which the HNSW index replaces exact search: the first size at which the graph
+# answered a query clearly faster than exact NumPy search (bench/bench_search.py --crossover, docs/scale.md);
+# below it the two are within noise of each other, and exact search is exact and needs no index files.
+ANN_MIN_VECTORS = 10_000
 # Graph parameters, chosen by bench/bench_search.py at 1M vectors (docs/scale.md): recall@1 >= 0.995.
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
