@@ -40,9 +40,10 @@ def test_detect_json_lists_each_face(examples: Path, capsys, tmp_path: Path) -> 
     )
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
-    # two_people.jpg holds two people; obama.jpg one portrait plus a small false detection far behind.
+    # two_people.jpg holds two people; obama.jpg one portrait (the dark object behind it, which the
+    # mtcnn package's cascade calls a face, is dropped by the phantom filter).
     assert len(lines[0]["faces"]) == 2
-    assert lines[1]["faces"][0]["score"] > 0.99
+    assert len(lines[1]["faces"]) == 1 and lines[1]["faces"][0]["score"] > 0.99
     face = lines[1]["faces"][0]
     x1, y1, x2, y2 = face["box"]
     assert 300 < x1 < x2 < 700 and 0 < y1 < y2 < 500

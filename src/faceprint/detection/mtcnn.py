@@ -36,6 +36,7 @@ from faceprint.detection.mtcnn_boxes import (
     regress,
     square,
 )
+from faceprint.detection.mtcnn_phantoms import phantoms, second_look
 from faceprint.detection.taskpool import TaskPool
 from faceprint.errors import ImageError, ModelError
 from faceprint.models import Lazy
@@ -132,6 +133,7 @@ class MTCNNDetector:
         select: str = "all",
         threads: int | None = None,
         max_pixels: int = MAX_WORKING_PIXELS,
+        phantom_filter: bool = True,
     ) -> None:
         if (
             isinstance(min_face_size, bool)
@@ -152,7 +154,10 @@ class MTCNNDetector:
             raise ModelError(f"MTCNN: threads must be None or an integer >= 1, got {threads!r}")
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < PNET_CELL**2:
             raise ModelError(f"MTCNN: max_pixels must be an integer >= {PNET_CELL**2}, got {max_pixels!r}")
+        if not isinstance(phantom_filter, bool):
+            raise ModelError(f"MTCNN: phantom_filter must be True or False, got {phantom_filter!r}")
         self.min_face_size = float(min_face_size)
+        self.phantom_filter = phantom_filter
         self.max_pixels = max_pixels
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
@@ -185,6 +190,9 @@ class MTCNNDetector:
         cands = self._propose(nets, {i: work[i] for i in usable}, pixels)
         cands = self._refine(nets, pixels, cands)
         cands, landmarks = self._output(nets, pixels, cands)
+        if self.phantom_filter and cands.image.size:
+            real = np.flatnonzero(~self._phantoms(nets, pixels, cands))
+            cands, landmarks = cands.take(real), landmarks[real]
         # The last regression can shrink a box below the size asked for (the package reports a 12x16 px
         # "face" at min_face_size 20 in noise): such boxes are not what the caller searched for.
         sides = np.maximum(cands.boxes[:, 2] - cands.boxes[:, 0], cands.boxes[:, 3] - cands.boxes[:, 1])
@@ -267,6 +275,17 @@ class MTCNNDetector:
         cands = _Candidates(cands.image[passed], regress(boxes, reg[passed]), prob[passed])
         keep = grouped_nms(cands.boxes, cands.scores, cands.image, 0.7, mode="min")
         return cands.take(keep), landmarks[keep]
+
+    def _phantoms(self, nets: MTCNNNets, pixels: Mapping[int, np.ndarray], cands: _Candidates) -> np.ndarray:
+        """Which final boxes a second O-Net look shows to be background objects (``mtcnn_phantoms``)."""
+        images = np.repeat(cands.image, 5)  # five windows per box, in box order
+
+        def onet(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            looks = _Candidates(images, boxes, np.zeros(len(boxes), np.float32))
+            prob, _, marks = nets.chunked("onet", pixels, looks, 48)
+            return prob, marks
+
+        return phantoms(*second_look(cands.boxes, onet))
 
     def _choose(self, dets: list[Detection], shape: tuple[int, ...]) -> list[Detection]:
         """Every face, highest score first, or only the subject by the ``select`` strategy."""
