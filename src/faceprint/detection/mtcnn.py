@@ -119,11 +119,13 @@ class MTCNNDetector:
     (centre nearest the image centre); threads: how many helper threads (shared by detectors of the same
     count) a detection spreads its work over, each running torch ops on one thread (None: torch's
     thread count; see ``_TaskPool``); max_pixels: images with more pixels are detected on an
-    area-downscaled copy of this many (``faceprint.detection.working_copy``), boxes mapped back.
+    area-downscaled copy of this many (``faceprint.detection.working_copy``), boxes mapped back;
+    phantom_filter: drop boxes that a second look at the final box shows to be background objects
+    (``mtcnn_phantoms``); False gives exactly the ``mtcnn`` package's cascade (its parity tests use it).
     """
 
     name = "mtcnn"
-    version = "3"  # bump when a code change moves boxes or landmarks (history: CHANGELOG.md)
+    version = "4"  # bump when a code change moves boxes or landmarks (history: CHANGELOG.md)
 
     def __init__(
         self,
