@@ -34,3 +34,7 @@ class GalleryError(FaceprintError):
 class ErasureError(GalleryError):
     """Records were deleted, but their bytes could not be erased from storage yet (another connection
     still reads an older snapshot of the gallery); the message says how to finish the erasure."""
+
+
+class InvalidNameError(GalleryError):
+    """A person's name is refused by the name policy (``faceprint.names``): the message says why."""

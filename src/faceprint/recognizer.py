@@ -222,12 +222,20 @@ class Recognizer:
         root: Path | str,
         *,
         reject_low_quality: bool = False,
+        largest: bool = False,
         progress: Callable[[EnrollResult, int, int], None] | None = None,
     ) -> EnrollReport:
         """Enrol every image of a ROOT/NAME/*.jpg folder as NAME, skipping images already enrolled (an
-        interrupted run resumes cheaply). ``progress(result, done, total)`` is called after each image."""
+        interrupted run resumes cheaply). ``largest``: a photo with several faces of similar size gives
+        its largest face instead of a refusal. ``progress(result, done, total)`` is called after each
+        image."""
         return enroll_dir(
-            self.gallery, root, self.analyzer, reject_low_quality=reject_low_quality, progress=progress
+            self.gallery,
+            root,
+            self.analyzer,
+            reject_low_quality=reject_low_quality,
+            largest=largest,
+            progress=progress,
         )
 
     # -- identification -----------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analy
     with_bystander[-90:, -90:] = cv2.resize(powell, (90, 90), interpolation=cv2.INTER_AREA)
     with Gallery.open(tmp_path / "g.sqlite3") as g:
         several = Recognizer(g, analyzer).enroll("blair", side_by_side)
-        assert several.status == "refused" and several.reason.startswith("2 faces found")
+        assert several.status == "refused" and several.reason.startswith("2 faces of similar size found")
         no_face = Recognizer(g, analyzer).enroll("coffee", data.coffee())
         assert no_face.status == "refused" and no_face.reason == "no face found"
         broken = tmp_path / "broken.jpg"

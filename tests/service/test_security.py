@@ -173,12 +173,12 @@ def test_hostile_names_are_stored_as_the_library_says_and_rendered_escaped(servi
     """The service applies the library's one name policy: a name it accepts is stored as it cleans it
     (and shown escaped in the UI); a name it refuses is a 422 with its reason, never a 500 or a file."""
     from faceprint.errors import FaceprintError
-    from faceprint.gallery.gallery import clean_name
+    from faceprint.names import person_name
 
     client = service.client
     created = client.post("/api/v1/people", headers=service.h("enrol"), json={"name": name})
     try:
-        expected = clean_name(name)
+        expected = person_name(name)
     except FaceprintError as err:
         assert created.status_code == 422, created.text
         assert created.json()["error"] == {"code": "invalid_name", "message": str(err)}

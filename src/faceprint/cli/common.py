@@ -109,3 +109,23 @@ class DrawnCopies:
             name = f"{stem}-{n}{suffix}"
         self._used.add(name.lower())
         return self.folder / name
+
+
+SkipErrorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-errors",
+        help="Exit 0 even when some files were skipped (each is still reported with its reason).",
+    ),
+]
+
+
+def progress_bar(desc: str, unit: str = "img", total: int | None = None) -> Any:
+    """A tqdm progress bar on stderr, shown only when stderr is a terminal (never in pipes or logs)."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(
+        desc=desc, unit=unit, total=total, leave=False, file=sys.stderr, disable=not sys.stderr.isatty()
+    )

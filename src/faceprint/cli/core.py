@@ -9,7 +9,14 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from faceprint.cli.common import DrawnCopies, Images, output_folder, report_error
+from faceprint.cli.common import (
+    DrawnCopies,
+    Images,
+    SkipErrorsOpt,
+    output_folder,
+    progress_bar,
+    report_error,
+)
 from faceprint.cli.common import analyzer as cli_analyzer
 from faceprint.errors import FaceprintError
 
@@ -59,19 +66,41 @@ def embed(
     ctx: typer.Context,
     images: Images,
     out: Annotated[Path, typer.Option("--out", help="Output .npy file (N x 128 float32).")],
+    skip_errors: SkipErrorsOpt = False,
 ) -> None:
-    """Embed the face of each portrait; writes an (N, D) array in the order given."""
+    """Embed the face of each portrait; writes an (N, D) array, one row per image in the order given.
+    An image that cannot be embedded (unreadable, no face, two faces of similar size) is skipped with the
+    reason and its row is NaN; the exit status is then 1, unless --skip-errors."""
     analyzer = cli_analyzer(ctx)
-    vectors = []
-    for path in images:
-        vectors.append(analyzer.analyze_one(path).embedding)
     output_folder(out.parent, "--out")
+    vectors: list[np.ndarray | None] = []
+    with progress_bar("embedding", "img", total=len(images)) as bar:
+        for path in images:
+            try:
+                vectors.append(analyzer.analyze_one(path).embedding)
+            except FaceprintError as err:
+                vectors.append(None)
+                typer.secho(f"skipped: {err}", err=True, fg=typer.colors.RED)
+            bar.update(1)
+    skipped = sum(v is None for v in vectors)
+    if skipped == len(vectors):
+        raise FaceprintError(f"no image could be embedded ({skipped} skipped); nothing written to {out}")
+    dim = next(v for v in vectors if v is not None).shape[0]
+    rows = np.stack([v if v is not None else np.full(dim, np.nan, np.float32) for v in vectors])
     try:
         with open(out, "wb") as f:
-            np.save(f, np.stack(vectors).astype(np.float32))
+            np.save(f, rows.astype(np.float32))
     except OSError as err:
         raise FaceprintError(f"{out}: cannot write the embeddings ({err.strerror or err})") from err
-    typer.echo(f"wrote {len(vectors)} embedding(s) of dimension {vectors[0].shape[0]} to {out}")
+    typer.echo(f"wrote {len(vectors)} embedding(s) of dimension {dim} to {out}")
+    if skipped:
+        typer.secho(
+            f"{skipped} of {len(vectors)} image(s) skipped (their rows are NaN)",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        if not skip_errors:
+            raise typer.Exit(1)
 
 
 def compare(

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faceprint.cli.common import DrawnCopies, GalleryOpt, Images, ThresholdOpt, global_options, report_error
+from faceprint.cli.common import (
+    DrawnCopies,
+    GalleryOpt,
+    Images,
+    SkipErrorsOpt,
+    ThresholdOpt,
+    global_options,
+    progress_bar,
+    report_error,
+)
 from faceprint.cli.common import analyzer as cli_analyzer
 from faceprint.cli.common import open_gallery as _open
 from faceprint.errors import ErasureError, FaceprintError
@@ -53,11 +62,27 @@ def register(app: typer.Typer) -> None:
     app.add_typer(correct_app, name="correct")
 
 
-def _print_result(result: EnrollResult) -> None:
-    line = f"{result.status:8}  {result.source} -> {result.name}"
+# How each command's user resolves an ambiguous photo (several faces of similar size).
+PICK_FACE = "pick one with --face N (identify numbers them #N)"
+TAKE_LARGEST = "--largest takes the largest face"
+
+
+def _result_line(result: EnrollResult, hint: str = "") -> str:
+    line = f"{result.status:8}  {_safe(result.source)} -> {result.name}"
     if result.reason:
         line += f": {result.reason}"
-    typer.secho(line, fg=typer.colors.RED if result.status == "refused" else None)
+    if result.problem == "ambiguous" and hint:
+        line += f"; {hint}"
+    return line
+
+
+def _safe(text: str) -> str:
+    """A file path as it can be printed: a name with control characters (tabs, terminal escapes) escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def _print_result(result: EnrollResult, hint: str = "") -> None:
+    typer.secho(_result_line(result, hint), fg=typer.colors.RED if result.status == "refused" else None)
 
 
 def enroll(
@@ -76,6 +101,9 @@ def enroll(
     """Enrol a person from images (or frames of a camera or video clip)."""
     if not images and camera is None and video is None:
         raise typer.BadParameter("give image files, --camera INDEX or --video PATH")
+    from faceprint.names import person_name
+
+    name = person_name(name)  # before anything is created
     analyzer = cli_analyzer(ctx)
     sources: list = list(images or [])
     if camera is not None or video is not None:
@@ -91,7 +119,7 @@ def enroll(
         for src in sources:
             result = recognizer.enroll(name, src, face_index=face, reject_low_quality=reject_low_quality)
             refused += result.status == "refused"
-            _print_result(result)
+            _print_result(result, PICK_FACE)
         person = g.person(name) if g.find(name) else None
     if person is not None:
         typer.echo(f"{person.name}: {person.n_templates} template(s) in {g.location}")
@@ -105,34 +133,49 @@ def enroll_dir(
     reject_low_quality: Annotated[
         bool, typer.Option(help="Refuse small or blurred faces instead of flagging them.")
     ] = False,
+    largest: Annotated[
+        bool,
+        typer.Option(
+            "--largest",
+            help="A photo with several faces of similar size: enrol the largest (default: skip it).",
+        ),
+    ] = False,
+    skip_errors: SkipErrorsOpt = False,
     gallery: GalleryOpt = None,
 ) -> None:
-    """Enrol every person of a folder (one sub-folder per person); resumes where a previous run stopped."""
-    from tqdm import tqdm
-
+    """Enrol every person of a folder (one sub-folder per person); resumes where a previous run stopped.
+    Photos that cannot be enrolled are skipped with the reason; the exit status is 1 if any was, unless
+    --skip-errors."""
     from faceprint.recognizer import Recognizer
 
     analyzer = cli_analyzer(ctx)
-    with _open(gallery, create=True) as g, tqdm(desc="enrolling", unit="img", leave=False) as bar:
+    with _open(gallery, create=True) as g, progress_bar("enrolling", "img") as bar:
 
         def progress(result: EnrollResult, done: int, total: int) -> None:
             bar.total = total
             bar.update(1)
             if result.status != "skipped":
-                bar.write(
-                    f"{result.status:8}  {result.source} -> {result.name}"
-                    + (f": {result.reason}" if result.reason else "")
-                )
+                bar.write(_result_line(result, TAKE_LARGEST))
 
         report = Recognizer(g, analyzer).enroll_dir(
-            people_dir, reject_low_quality=reject_low_quality, progress=progress
+            people_dir, reject_low_quality=reject_low_quality, largest=largest, progress=progress
         )
     typer.echo(
         f"{len(report.enrolled)} enrolled, {len(report.skipped)} already enrolled (skipped), "
         f"{len(report.refused)} refused; gallery: {g.location}"
     )
     for r in report.refused:
-        typer.secho(f"  refused {r.source}: {r.reason}", fg=typer.colors.RED)
+        typer.secho(f"  refused {_safe(r.source)}: {r.reason}", fg=typer.colors.RED)
+    ambiguous = sum(r.problem == "ambiguous" for r in report.refused)
+    if ambiguous and not largest:
+        typer.echo(f"{ambiguous} photo(s) had several faces of similar size: {TAKE_LARGEST} of each")
+    lost = sorted(
+        {r.name for r in report.refused} - {r.name for r in report.results if r.status != "refused"}
+    )
+    if lost:
+        typer.secho(f"nobody enrolled for {len(lost)} folder(s): {', '.join(lost)}", fg=typer.colors.RED)
+    if report.refused and not skip_errors:
+        raise typer.Exit(1)
 
 
 def identify(
@@ -144,9 +187,11 @@ def identify(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many candidates to list per face.")] = 1,
     threshold: ThresholdOpt = None,
+    skip_errors: SkipErrorsOpt = False,
     gallery: GalleryOpt = None,
 ) -> None:
-    """Name every face in every image, or call it unknown."""
+    """Name every face in every image, or call it unknown. An unreadable image is skipped with the
+    reason; the exit status is then 1, unless --skip-errors."""
     from faceprint.draw import draw_faces
     from faceprint.io import load_image
     from faceprint.recognizer import Recognizer
@@ -179,7 +224,9 @@ def identify(
                     labels=[m.name for m in matches],
                 )
     if failed:
-        raise typer.Exit(1)
+        typer.secho(f"{failed} of {len(images)} image(s) skipped", err=True, fg=typer.colors.RED)
+        if not skip_errors:
+            raise typer.Exit(1)
 
 
 def _match_text(m: Match) -> str:

@@ -1,8 +1,12 @@
 """Enrolment policy: which faces become templates, and the report of what was refused and why.
 
 - An image must hold exactly one main face, unless the caller picks one (``face_index``, faces in the
-  detector's order). Faces under half the size of the largest one are background and ignored (noted
-  in the result); two or more comparable faces are refused with the count.
+  detector's order) or asks for the largest (``largest``, the subject policy's strategy). Faces under
+  half the size of the largest one are background and ignored (noted in the result); two or more
+  comparable faces are refused with the count (``problem`` "ambiguous", so that each front end can say
+  how its user picks one).
+- The name goes through the one name policy (``faceprint.names``); in a folder enrolment a folder whose
+  name it refuses has each of its images refused with the reason, and the others go on.
 - Tiny or blurred faces are flagged (``small``, ``blurry``) and stored with the flag, or refused when
   ``reject_low_quality`` is set.
 - The same image (same bytes) is enrolled once per person and embedder: a second try is "skipped"
@@ -20,9 +24,11 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from faceprint.errors import FaceprintError, ImageError, ManyFacesError
-from faceprint.gallery.gallery import Gallery, clean_name
+from faceprint import subject
+from faceprint.errors import FaceprintError, ImageError, InvalidNameError, ManyFacesError
+from faceprint.gallery.gallery import Gallery
 from faceprint.io import ImageInput, describe, labelled_images, load_image
+from faceprint.names import person_name, printable
 from faceprint.quality import face_size, quality_flags
 from faceprint.subject import portrait_subject
 from faceprint.types import EmbedderKey
@@ -42,6 +48,9 @@ class EnrollResult:
     template_id: int | None = None
     flags: tuple[str, ...] = ()
     box: tuple[float, float, float, float] | None = None  # the enrolled face, in the image's pixels
+    # Why it was refused, for front ends to act on: "ambiguous" (several faces of similar size), "name",
+    # "no_face", "image" (unreadable), "duplicate" (someone else's image), "quality"; "" otherwise.
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,11 +99,13 @@ def enroll_image(
     face_index: int | None = None,
     metadata: dict[str, Any] | None = None,
     reject_low_quality: bool = False,
+    largest: bool = False,
 ) -> EnrollResult:
     """Enrol one face of ``image`` as ``name`` (the person is created on first use). Problems with the
     image (unreadable, no face, several faces, already someone else's) give a "refused" result with
-    the reason rather than an exception."""
-    name = clean_name(name)
+    the reason rather than an exception. ``largest``: an image with several faces of similar size gives
+    its largest face instead of a refusal."""
+    name = person_name(name)
     source = describe(image)
     key = EmbedderKey.of(analyzer.embedder)
     try:
@@ -107,13 +118,17 @@ def enroll_image(
             others = [p.name for p in owners if p is not None and p.name != name]
             if others:
                 return EnrollResult(
-                    source, name, "refused", f"this image is already enrolled as {others[0]!r}"
+                    source,
+                    name,
+                    "refused",
+                    f"this image is already enrolled as {others[0]!r}",
+                    problem="duplicate",
                 )
         faces = analyzer.analyze(image, with_chips=True)
     except FaceprintError as err:
-        return EnrollResult(source, name, "refused", str(err))
+        return EnrollResult(source, name, "refused", str(err), problem="image")
     if not faces:
-        return EnrollResult(source, name, "refused", "no face found")
+        return EnrollResult(source, name, "refused", "no face found", problem="no_face")
     note = ""
     if face_index is not None:
         if not 0 <= face_index < len(faces):
@@ -122,15 +137,18 @@ def enroll_image(
     else:
         try:
             face = portrait_subject(faces, source)
+            if len(faces) > 1:
+                note = f"enrolled the main face; ignored {len(faces) - 1} much smaller face(s)"
         except ManyFacesError:
-            return EnrollResult(
-                source, name, "refused", f"{len(faces)} faces found; pick one with face_index (--face N)"
-            )
-        if len(faces) > 1:
-            note = f"enrolled the main face; ignored {len(faces) - 1} much smaller face(s)"
+            if not largest:
+                reason = f"{len(faces)} faces of similar size found"
+                return EnrollResult(source, name, "refused", reason, problem="ambiguous")
+            face = subject.largest(faces)
+            note = f"enrolled the largest of {len(faces)} faces (several of similar size)"
     flags = quality_flags(face.box, face.chip)
     if flags and reject_low_quality:
-        return EnrollResult(source, name, "refused", f"low quality face: {', '.join(flags)}", flags=flags)
+        reason = f"low quality face: {', '.join(flags)}"
+        return EnrollResult(source, name, "refused", reason, flags=flags, problem="quality")
     with gallery.store.transaction():
         person = gallery.find(name)
         pid = person.id if person is not None else gallery.add_person(name, metadata)
@@ -157,6 +175,7 @@ def enroll_dir(
     analyzer: FaceAnalyzer,
     *,
     reject_low_quality: bool = False,
+    largest: bool = False,
     progress: Callable[[EnrollResult, int, int], None] | None = None,
 ) -> EnrollReport:
     """Enrol every image of a ``ROOT/NAME/*.jpg`` folder as NAME, skipping what is already enrolled.
@@ -165,7 +184,15 @@ def enroll_dir(
     jobs = [(name, path) for name, paths in people.items() for path in paths]
     results = []
     for i, (name, path) in enumerate(jobs, 1):
-        result = enroll_image(gallery, name, path, analyzer, reject_low_quality=reject_low_quality)
+        try:
+            person_name(name)
+        except InvalidNameError as err:
+            reason = f"folder name: {err}"
+            result = EnrollResult(str(path), printable(name), "refused", reason, problem="name")
+        else:
+            result = enroll_image(
+                gallery, name, path, analyzer, reject_low_quality=reject_low_quality, largest=largest
+            )
         results.append(result)
         if progress is not None:
             progress(result, i, len(jobs))

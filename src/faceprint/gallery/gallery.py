@@ -31,8 +31,9 @@ from faceprint.gallery.store import (
     open_store,
 )
 from faceprint.models import write_atomic
+from faceprint.names import person_name
 from faceprint.thresholds import DEFAULT_TARGET_FPIR, Calibration, builtin_calibration, calibration_for
-from faceprint.types import UNKNOWN, EmbedderKey
+from faceprint.types import EmbedderKey
 
 EXPORT_FORMAT = "faceprint-gallery"
 EXPORT_VERSION = 1
@@ -99,7 +100,7 @@ class Gallery:
     # -- people -------------------------------------------------------------------------------
 
     def add_person(self, name: str, metadata: dict[str, Any] | None = None) -> int:
-        name = clean_name(name)
+        name = person_name(name)
         return self.store.add_person(name, metadata)
 
     def people(self) -> list[Person]:
@@ -122,7 +123,7 @@ class Gallery:
 
     def rename(self, ref: PersonRef, new_name: str) -> Person:
         person = self.person(ref)
-        self.store.rename_person(person.id, clean_name(new_name))
+        self.store.rename_person(person.id, person_name(new_name))
         return self.person(person.id)
 
     def merge(self, source: PersonRef, into: PersonRef) -> Person:
@@ -462,12 +463,3 @@ class Gallery:
         except (KeyError, TypeError, ValueError) as err:
             raise GalleryError(f"{path}: malformed gallery export ({type(err).__name__}: {err})") from err
         return added
-
-
-def clean_name(name: str) -> str:
-    cleaned = " ".join(str(name).split())
-    if not cleaned:
-        raise GalleryError("a person's name cannot be empty")
-    if cleaned.lower() == UNKNOWN:
-        raise GalleryError(f"{UNKNOWN!r} is reserved for faces that match nobody; choose another name")
-    return cleaned

@@ -54,10 +54,10 @@ class RecentFace:
 def person_name(name: str | None) -> str:
     """A person's name as the gallery will store it, checked by the library's one name policy; a name it
     refuses is a 422 with the library's reason."""
-    from faceprint.gallery.gallery import clean_name
+    from faceprint.names import person_name as checked
 
     try:
-        return clean_name(name or "")
+        return checked(name or "")
     except FaceprintError as err:
         raise ApiError(422, "invalid_name", str(err)) from None
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from faceprint.names import slug
 from faceprint.types import UNKNOWN
 from faceprint.video.clustering import UnknownClusters
 from faceprint.video.identity import Identity, TrackEvidence
@@ -83,7 +84,7 @@ class TrackLedger:
         ev = info.evidence
         name = ev.identity.name if ev.decided else UNKNOWN
         self.names[name] += 1
-        crop_path = self.sink.crop(f"track_{track.track_id}_{name}.jpg", info.crop)
+        crop_path = self.sink.crop(f"track_{track.track_id}_{slug(name)}.jpg", info.crop)
         cluster = None
         if name == UNKNOWN and ev.samples:
             cluster = self.clusters.add(
