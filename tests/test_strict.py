@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 CONFTEST = Path(__file__).with_name("conftest.py")
+# The conftest loads this plugin from its own folder, so the copy needs it beside it.
+GUARD = Path(__file__).with_name("user_cache_guard.py")
 
 MISSING = """
 import pytest
@@ -35,6 +37,7 @@ def test_plain():
 @pytest.fixture
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     pytester.makeconftest(CONFTEST.read_text())
+    pytester.makepyfile(user_cache_guard=GUARD.read_text())
     pytester.makepyfile(test_missing_oracle=MISSING, test_missing_data=DATA)
     monkeypatch.setenv("FACEPRINT_DATA", str(pytester.path / "no-data-here"))
     return pytester
