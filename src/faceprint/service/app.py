@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import itertools
 import json
@@ -17,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -106,12 +108,16 @@ class Services:
         self.limiter = RateLimiter(config.rate_limit, config.rate_burst)
         self.bus = EventBus()
         self.metrics = Metrics(engine)
-        self.cpu = anyio.CapacityLimiter(max(1, config.workers))
+        # Detection and embedding run on these threads only (not on anyio's pool of up to 40): the
+        # large buffers of decoding and detection then come from ``workers`` threads' malloc arenas,
+        # not from one arena per pool thread, which let resident memory creep up under load.
+        self.cpu = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="faceprint-cpu")
         self.cameras: list[Camera] = []
 
     async def cpu_bound(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run detection/embedding work on a worker thread, at most ``workers`` at once."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.cpu)
+        """Run detection/embedding work on a worker thread, at most ``workers`` at once (the rest wait
+        in line, first come first served)."""
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, functools.partial(fn, *args))
 
     async def io_bound(self, fn: Callable[..., T], *args: Any) -> T:
         """Run gallery/state work (quick, but blocking) off the event loop."""
@@ -176,6 +182,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             camera.stop.set()
         for camera in services.cameras:
             await anyio.to_thread.run_sync(camera.thread.join, 10)
+        services.cpu.shutdown(wait=True, cancel_futures=True)
         services.engine.close()
 
 

@@ -190,13 +190,15 @@ class Engine:
         self, image: np.ndarray, top_k: int, remember_unknowns: bool = True, video: bool = False
     ) -> tuple[str, list[Match]]:
         """Every face's match; the result id lets a client say "this match is wrong" later. ``video``:
-        a camera frame (see VIDEO_MIN_FACE)."""
+        a camera frame (see VIDEO_MIN_FACE), whose result keeps no face crop (a live page corrects a
+        match with "wrong", which needs none; "this is NAME" on a photo adds the crop as a thumbnail)."""
         faces = self.analyze(image, video)
         matches = self.recognizer.match_faces(faces, top_k) if faces else []
         recent = []
         for match in matches:
             assert match.face is not None
-            crop = thumbnail(image, match.face.box)
+            unknown = remember_unknowns and not match.known
+            crop = thumbnail(image, match.face.box) if unknown or not video else None
             recent.append(
                 RecentFace(
                     match.face,
@@ -204,10 +206,10 @@ class Engine:
                     match.name,
                     match.person_id,
                     match.distance,
-                    encode_jpeg(crop),
+                    None if video or crop is None else encode_jpeg(crop),
                 )
             )
-            if remember_unknowns and not match.known:
+            if unknown and crop is not None:
                 self._remember_unknown(match.face, crop)
         result_id = uuid.uuid4().hex
         now = time.monotonic()

@@ -72,15 +72,15 @@ async def read_fields(request: Request, image_fields: tuple[str, ...], max_files
     fields = Fields(values=dict(request.query_params))
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
-        form = await request.form(max_files=max_files, max_fields=50)
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                data = await value.read()
-                fields.images.setdefault(key, []).append(data)
-            elif key in image_fields:
-                fields.images.setdefault(key, []).append(_b64(value, key))
-            else:
-                fields.values[key] = value
+        async with request.form(max_files=max_files, max_fields=50) as form:  # closes its temp files
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    data = await value.read()
+                    fields.images.setdefault(key, []).append(data)
+                elif key in image_fields:
+                    fields.images.setdefault(key, []).append(_b64(value, key))
+                else:
+                    fields.values[key] = value
     elif ctype == "application/json":
         try:
             doc = json.loads(await request.body())
