@@ -273,3 +273,19 @@ def test_errors_are_json_without_internals(service):
         error = r.json()["error"]
         assert set(error) == {"code", "message"} and error["code"] and error["message"]
         _clean(r.text, service)
+
+
+def test_library_errors_map_to_stable_codes():
+    from faceprint.errors import GalleryError, ImageError, InvalidNameError, NoFaceError
+    from faceprint.service.errors import from_library
+
+    cases = {
+        InvalidNameError("a person's name cannot be empty"): (422, "invalid_name"),
+        GalleryError("/srv/faces/g.sqlite3: cannot merge 'a' into itself"): (409, "gallery_conflict"),
+        ImageError("/tmp/x.jpg: truncated"): (400, "bad_image"),
+        NoFaceError("no face found"): (422, "no_face"),
+    }
+    for err, (status, code) in cases.items():
+        mapped = from_library(err, ("/srv/faces/g.sqlite3",))
+        assert (mapped.status, mapped.code) == (status, code)
+        assert "/srv" not in mapped.message and "/tmp" not in mapped.message

@@ -14,7 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from faceprint.errors import FaceprintError, GalleryError, ImageError, ManyFacesError, ModelError, NoFaceError
+from faceprint.errors import (
+    FaceprintError,
+    GalleryError,
+    ImageError,
+    InvalidNameError,
+    ManyFacesError,
+    ModelError,
+    NoFaceError,
+)
 
 log = logging.getLogger("faceprint.service")
 
@@ -32,6 +40,7 @@ _LIBRARY = (
     (ImageError, 400, "bad_image"),
     (NoFaceError, 422, "no_face"),
     (ManyFacesError, 422, "many_faces"),
+    (InvalidNameError, 422, "invalid_name"),
     (GalleryError, 409, "gallery_conflict"),
     (ModelError, 503, "model_unavailable"),
 )
