@@ -7,8 +7,13 @@ JPEG and accepts decompression bombs up to 2^30 pixels; Pillow raises on both an
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
+import os
+import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -124,6 +129,37 @@ def labelled_images(root: Path | str) -> dict[str, list[Path]]:
 def _decode(data: bytes, name: str, max_pixels: int, max_bytes: int) -> np.ndarray:
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
+    if data[:4] in _TIFF_MAGIC:
+        with _libtiff_quiet():
+            return _open_and_convert(data, name, max_pixels, max_bytes)
+    return _open_and_convert(data, name, max_pixels, max_bytes)
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _libtiff_quiet() -> Iterator[None]:
+    """Pillow decodes TIFF with libtiff, which prints its warnings and errors ("Using code not yet in
+    table", "More samples per pixel than can be decoded") to the process's stderr itself, past Python;
+    for a damaged TIFF they would come before the one-line error. fd 2 goes to /dev/null meanwhile (a
+    lock keeps two decodes from restoring each other's; other threads' stderr output in those
+    milliseconds is lost too, which is why only TIFF gets this)."""
+    with _STDERR_LOCK:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def _open_and_convert(data: bytes, name: str, max_pixels: int, max_bytes: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # Our own limits replace Pillow's bomb warning; its other warnings (odd EXIF, ...) are noise.
