@@ -224,6 +224,8 @@ def test_broken_source_gives_a_clear_message_and_exit_status(tmp_path):
     )
     assert result.returncode == 1
     assert "broken.mp4" in result.stderr and "Traceback" not in result.stderr
+    # Only faceprint's line: no "[mov,mp4,...] moov atom not found" from FFmpeg, no OpenCV [ WARN ].
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
 
 
 def _rss_mb() -> float:

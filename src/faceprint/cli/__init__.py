@@ -3,6 +3,7 @@ through a ``register(app)`` function in its own module here."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     Typer's own handling (no dependence on which click, if any, Typer is built on); FaceprintError, and
     any OSError (naming its path), becomes a one-line message and exit status 1, never a traceback.
     Success returns normally (for callers that run commands in-process)."""
+    # OpenCV's and FFmpeg's own log lines ("[ WARN:0@1.6] ... can't open camera by index", "moov atom
+    # not found") would precede the one-line error a bad video or camera gets; set before cv2 loads (a
+    # user's own setting wins).
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     _register_all()
     try:
         app(args=argv, prog_name="faceprint")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from faceprint.cli.common import GalleryOpt, ThresholdOpt, open_gallery
+from faceprint.cli.common import GalleryOpt, ThresholdOpt, open_gallery, progress_bar
 from faceprint.video.options import WatchOptions
 
 unknowns_app = typer.Typer(
@@ -82,15 +82,20 @@ def watch(
         if show and not display:
             typer.echo("note: no display, or OpenCV without a GUI (headless build): no window", err=True)
         display = display and show is not False
-        summary = VideoRecognizer(analyzer, recognizer, options).run(
-            video,
-            video_out=out,
-            events_out=events,
-            crops_dir=crops,
-            unknowns_dir=unknowns,
-            show=display,
-            max_frames=max_frames,
-        )
+        # A file has an end: a progress bar on stderr (a terminal only) shows how far the run is.
+        frames = getattr(video, "frame_count", 0) if not (loop or source.isdigit()) else 0
+        total = min(frames, max_frames) if frames and max_frames else frames or None
+        with progress_bar("watching", "frame", total=total) as bar:
+            summary = VideoRecognizer(analyzer, recognizer, options).run(
+                video,
+                video_out=out,
+                events_out=events,
+                crops_dir=crops,
+                unknowns_dir=unknowns,
+                show=display,
+                max_frames=max_frames,
+                on_frame=(lambda frame, labels: bar.update(1)) if total else None,
+            )
     stopped = "interrupted" if summary.interrupted else "done"
     typer.echo(
         f"{stopped}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "

@@ -287,14 +287,19 @@ def crop_box(image: np.ndarray, box: tuple[float, ...], size: int) -> np.ndarray
 
 
 class _progress:
-    """tqdm progress bar on stderr, or a no-op when disabled."""
+    """tqdm progress bar on stderr, or a no-op when disabled or when stderr is no terminal (a log file
+    or a pipe gets no bar)."""
 
     def __init__(self, total: int, label: str, enabled: bool) -> None:
+        import sys
+
         self._bar = None
-        if enabled and total:
+        if enabled and total and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=f"embedding [{label}]", unit="img", leave=False)
+            self._bar = tqdm(
+                total=total, desc=f"embedding [{label}]", unit="img", leave=False, file=sys.stderr
+            )
 
     def __enter__(self) -> _progress:
         return self
