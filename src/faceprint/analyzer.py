@@ -36,6 +36,8 @@ class FaceAnalyzer:
         detector_options: dict[str, Any] | None = None,
         embedder_options: dict[str, Any] | None = None,
     ) -> None:
+        # What another process needs to build the same analyzer (see __reduce__).
+        self._recipe = (detector, embedder, dict(detector_options or {}), dict(embedder_options or {}))
         self._detector: Lazy[Detector] = _model(detector, "detector", detector_options)
         self._embedder: Lazy[Embedder] = _model(embedder, "embedder", embedder_options)
 
@@ -46,6 +48,13 @@ class FaceAnalyzer:
     @property
     def embedder(self) -> Embedder:
         return self._embedder.get()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its recipe (model names and options), never its loaded models: a worker process
+        (a Ray actor) rebuilds the same analyzer and loads the models once, itself."""
+        if not all(isinstance(spec, str) for spec in self._recipe[:2]):
+            raise TypeError("only a FaceAnalyzer built from model names can be sent to another process")
+        return (_rebuild, self._recipe)
 
     def detect(self, image: ImageInput) -> list[Detection]:
         """Boxes, scores and 5 landmarks of every face, highest score first."""
@@ -104,3 +113,11 @@ def _model(spec: Any, kind: str, options: dict[str, Any] | None) -> Lazy[Any]:
     if isinstance(spec, str):
         return Lazy(lambda: models.create(spec, kind, **(options or {})))
     return Lazy(lambda: spec)
+
+
+def _rebuild(
+    detector: str, embedder: str, detector_options: dict[str, Any], embedder_options: dict[str, Any]
+) -> FaceAnalyzer:
+    return FaceAnalyzer(
+        detector, embedder, detector_options=detector_options, embedder_options=embedder_options
+    )

@@ -41,10 +41,9 @@ def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_identify_and_people_commands(
-    enrolled: Path, tmp_path: Path, knn_dir: Path, capsys: pytest.CaptureFixture
+    enrolled_url: str, tmp_path: Path, knn_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    shutil.copy(enrolled, tmp_path / "g.sqlite3")
-    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    gallery = ["--gallery", enrolled_url]
     group = knn_dir / "test" / "obama_and_biden.jpg"
     args = ["identify", str(group), "--json", "--top-k", "2", "--draw", str(tmp_path / "drawn"), *gallery]
     code, out, _ = run(args, capsys)
@@ -69,12 +68,11 @@ def test_identify_and_people_commands(
 
 
 def test_no_flip_queries_a_one_view_gallery(
-    enrolled: Path, tmp_path: Path, knn_dir: Path, capsys: pytest.CaptureFixture
+    enrolled_url: str, knn_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """`--no-flip` before the command switches every analyzer to one view (embedder version 2): its
     own threshold, and a gallery enrolled with flip refuses its embeddings."""
-    shutil.copy(enrolled, tmp_path / "g.sqlite3")
-    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    gallery = ["--gallery", enrolled_url]
     code, flip, _ = run(["threshold", *gallery], capsys)
     assert code == 0 and FLIP in flip
     code, single, _ = run(["--no-flip", "threshold", *gallery], capsys)
@@ -86,13 +84,10 @@ def test_no_flip_queries_a_one_view_gallery(
     assert code == 0 and "obama" in out.lower()
 
 
-def test_compare_decides_as_verify(
-    enrolled: Path, tmp_path: Path, knn_dir: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_compare_decides_as_verify(enrolled_url: str, knn_dir: Path, capsys: pytest.CaptureFixture) -> None:
     """`compare` (no gallery) and `verify` (a gallery without settings of its own) give the same distance,
     threshold and verdict, per embedder version; a gallery's own threshold moves `verify` only."""
-    shutil.copy(enrolled, tmp_path / "g.sqlite3")
-    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    gallery = ["--gallery", enrolled_url]
     a, b = str(knn_dir / "train" / "obama" / "obama.jpg"), str(knn_dir / "train" / "obama" / "obama2.jpg")
     pattern = re.compile(r"distance (\d\.\d{4}) \(threshold (\d\.\d{4})\)")
     for flag, threshold in (([], FLIP), (["--no-flip"], ONE_VIEW)):
@@ -107,9 +102,9 @@ def test_compare_decides_as_verify(
     assert code == 0 and "different people" in verified and "threshold 0.2000" in verified
 
 
-def test_calibrate_honours_no_flip(knn_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_calibrate_honours_no_flip(knn_dir: Path, gallery_url: str, capsys: pytest.CaptureFixture) -> None:
     """`--no-flip calibrate --save` fits one-view embeddings and stores the result for that version only."""
-    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    gallery = ["--gallery", gallery_url]
     args = ["calibrate", "--folder", str(knn_dir / "train"), "--n-pairs", "8", "--far", "0.25", "--save"]
     code, out, _ = run(["--no-flip", *args, *gallery], capsys)
     assert code == 0 and "embedder dlib-resnet 2\n" in out
@@ -118,17 +113,19 @@ def test_calibrate_honours_no_flip(knn_dir: Path, tmp_path: Path, capsys: pytest
     assert code == 0 and f"threshold {fitted}" in single and "generated pairs" in single
     code, flip, _ = run(["threshold", *gallery], capsys)  # the default (flip) keeps its built-in calibration
     assert code == 0 and f"threshold {FLIP}" in flip
-    with Gallery.open(tmp_path / "g.sqlite3") as g:
+    with Gallery.open(gallery_url) as g:
         assert g.store.get_setting("calibration:dlib-resnet@2") is not None
         assert g.store.get_setting("calibration:dlib-resnet@2+flip") is None
 
 
-def test_enroll_refusal_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_enroll_refusal_exits_non_zero(
+    tmp_path: Path, gallery_url: str, capsys: pytest.CaptureFixture
+) -> None:
     from skimage import data
 
     cup = tmp_path / "cup.png"
     cv2.imwrite(str(cup), data.coffee()[:, :, ::-1])
-    code, out, _ = run(["enroll", "someone", str(cup), "--gallery", str(tmp_path / "g.sqlite3")], capsys)
+    code, out, _ = run(["enroll", "someone", str(cup), "--gallery", gallery_url], capsys)
     assert code == 1 and "refused" in out and "no face found" in out
 
 
@@ -140,12 +137,13 @@ def test_foreign_gallery_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
 
 
 @pytest.mark.slow
-def test_kill_9_during_enroll_dir_then_rerun_completes(tmp_path: Path, lfw_people, analyzer) -> None:
+def test_kill_9_during_enroll_dir_then_rerun_completes(gallery_url: str, lfw_people, analyzer) -> None:
     # Enough images that the interruption lands mid-way however fast the machine is.
     counts = {"Colin_Powell": 10, "Tony_Blair": 10, "Donald_Rumsfeld": 10, "George_W_Bush": 10}
     people = lfw_people(counts)
     total = sum(counts.values())
-    path = tmp_path / "g.sqlite3"
+    path = gallery_url
+    Gallery.open(path).close()  # created before the writer starts, so that the loop below can watch it
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     proc = subprocess.Popen(
         [
@@ -163,12 +161,9 @@ def test_kill_9_during_enroll_dir_then_rerun_completes(tmp_path: Path, lfw_peopl
     )
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if path.exists():
-                with Gallery.open(path) as g:
-                    if len(g) >= 2:
-                        break
-            time.sleep(0.02)
+        with Gallery.open(path) as watch:
+            while time.monotonic() < deadline and proc.poll() is None and len(watch) < 2:
+                time.sleep(0.02)
         assert proc.poll() is None, "enroll-dir finished before it could be interrupted"
     finally:
         os.kill(proc.pid, signal.SIGKILL)
@@ -186,13 +181,13 @@ def test_kill_9_during_enroll_dir_then_rerun_completes(tmp_path: Path, lfw_peopl
 
 @pytest.mark.slow
 def test_correct_wrong_confirm_and_threshold_commands(
-    tmp_path: Path, lfw_dir: Path, analyzer, capsys: pytest.CaptureFixture
+    gallery_url: str, lfw_dir: Path, analyzer, capsys: pytest.CaptureFixture
 ) -> None:
-    gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
+    gallery = ["--gallery", gallery_url]
     blair, powell = (lfw_dir / n / f"{n}_0001.jpg" for n in ("Tony_Blair", "Colin_Powell"))
     code, _, err = run(["threshold", *gallery], capsys)
     assert code == 1 and "no gallery here" in err  # reading commands never create one
-    Gallery.open(tmp_path / "g.sqlite3").close()
+    Gallery.open(gallery_url).close()
     code, out, _ = run(["threshold", *gallery], capsys)
     assert code == 0 and "nobody enrolled yet" in out and "-0.00" not in out
     assert run(["enroll", "blair", str(blair), *gallery], capsys)[0] == 0
@@ -227,9 +222,10 @@ def test_correct_wrong_confirm_and_threshold_commands(
 
 
 @pytest.mark.slow
-def test_reembed_switches_embedder(enrolled: Path, tmp_path: Path, knn_dir: Path, analyzer, capsys) -> None:
-    path = tmp_path / "g.sqlite3"
-    shutil.copy(enrolled, path)
+def test_reembed_switches_embedder(
+    enrolled_url: str, tmp_path: Path, knn_dir: Path, analyzer, capsys
+) -> None:
+    path = enrolled_url
     moved = tmp_path / "obama2.jpg"
     shutil.copy(knn_dir / "train" / "obama" / "obama2.jpg", moved)
     with Gallery.open(path) as g:

@@ -1,5 +1,5 @@
-"""Readers keep working while another process writes (WAL), and a kill -9 of a writer leaves a
-consistent gallery holding exactly the committed enrolments."""
+"""Readers keep working while another process writes (SQLite's WAL; PostgreSQL's MVCC), and a kill -9 of
+a writer leaves a consistent gallery holding exactly the committed enrolments. On both stores."""
 
 from __future__ import annotations
 
@@ -34,15 +34,13 @@ with Gallery.open(sys.argv[1]) as g:
 """
 
 
-def _writer(path: Path) -> subprocess.Popen:
+def _writer(path: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, env=env, text=True
-    )
+    return subprocess.Popen([sys.executable, "-c", WRITER, path], stdout=subprocess.PIPE, env=env, text=True)
 
 
-def test_reader_searches_while_another_process_writes_then_survives_kill_9(tmp_path: Path) -> None:
-    path = tmp_path / "g.sqlite3"
+def test_reader_searches_while_another_process_writes_then_survives_kill_9(gallery_url: str) -> None:
+    path = gallery_url
     Gallery.open(path).close()
     writer = _writer(path)
     try:

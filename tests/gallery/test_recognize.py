@@ -17,8 +17,8 @@ def lfw(lfw_dir: Path, name: str, number: int = 1) -> Path:
     return lfw_dir / name / f"{name}_{number:04d}.jpg"
 
 
-def test_identify_names_both_people_of_a_group_photo(enrolled: Path, knn_dir: Path, analyzer) -> None:
-    with Gallery.open(enrolled) as g:
+def test_identify_names_both_people_of_a_group_photo(enrolled_url: str, knn_dir: Path, analyzer) -> None:
+    with Gallery.open(enrolled_url) as g:
         recognizer = Recognizer(g, analyzer)
         matches = recognizer.identify(knn_dir / "test" / "obama_and_biden.jpg", top_k=2)
         threshold = recognizer.open_set_threshold().threshold
@@ -37,8 +37,8 @@ def test_identify_names_both_people_of_a_group_photo(enrolled: Path, knn_dir: Pa
     assert child.person_id is None and child.distance > threshold and child.confidence < 0.5
 
 
-def test_unenrolled_people_are_unknown(enrolled: Path, tmp_path: Path, knn_dir: Path, analyzer) -> None:
-    with Gallery.open(enrolled) as g:
+def test_unenrolled_people_are_unknown(enrolled_url: str, new_gallery_url, knn_dir: Path, analyzer) -> None:
+    with Gallery.open(enrolled_url) as g:
         recognizer = Recognizer(g, analyzer)
         matches = recognizer.identify(knn_dir / "test" / "kit_with_rose.jpg")
         assert len(matches) == 2
@@ -46,13 +46,13 @@ def test_unenrolled_people_are_unknown(enrolled: Path, tmp_path: Path, knn_dir: 
         # The threshold decides: a lax one per call turns the nearest stranger into a (wrong) match.
         faces = [m.face for m in matches]
         assert all(m.known for m in recognizer.match_faces(faces, threshold=1.5))
-    with Gallery.open(tmp_path / "empty.sqlite3") as empty:
+    with Gallery.open(new_gallery_url("empty")) as empty:
         for m in Recognizer(empty, analyzer).match_faces(faces):
             assert m.name == "unknown" and m.distance == float("inf") and m.candidates == ()
 
 
-def test_verify_same_and_different(enrolled: Path, lfw_dir: Path, analyzer) -> None:
-    with Gallery.open(enrolled) as g:
+def test_verify_same_and_different(enrolled_url: str, lfw_dir: Path, analyzer) -> None:
+    with Gallery.open(enrolled_url) as g:
         recognizer = Recognizer(g, analyzer)
         same = recognizer.verify(lfw(lfw_dir, "Colin_Powell", 1), lfw(lfw_dir, "Colin_Powell", 5))
         diff = recognizer.verify(lfw(lfw_dir, "Colin_Powell", 1), lfw(lfw_dir, "Tony_Blair", 5))
@@ -61,7 +61,9 @@ def test_verify_same_and_different(enrolled: Path, lfw_dir: Path, analyzer) -> N
     assert same.confidence > 0.9 and diff.confidence < same.confidence
 
 
-def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analyzer) -> None:
+def test_enrolment_refusals_picks_and_dedup(
+    gallery_url: str, tmp_path: Path, lfw_dir: Path, analyzer
+) -> None:
     from skimage import data
 
     blair, powell = load_image(lfw(lfw_dir, "Tony_Blair")), load_image(lfw(lfw_dir, "Colin_Powell"))
@@ -69,7 +71,7 @@ def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analy
     # A big face with a far smaller one in the corner (a bystander): the big one is enrolled.
     with_bystander = cv2.resize(blair, None, fx=2, fy=2)
     with_bystander[-90:, -90:] = cv2.resize(powell, (90, 90), interpolation=cv2.INTER_AREA)
-    with Gallery.open(tmp_path / "g.sqlite3") as g:
+    with Gallery.open(gallery_url) as g:
         several = Recognizer(g, analyzer).enroll("blair", side_by_side)
         assert several.status == "refused" and several.reason.startswith("2 faces of similar size found")
         no_face = Recognizer(g, analyzer).enroll("coffee", data.coffee())
@@ -103,7 +105,7 @@ def test_enrolment_refusals_picks_and_dedup(tmp_path: Path, lfw_dir: Path, analy
         assert other.status == "refused" and "already enrolled as 'blair'" in other.reason
 
 
-def test_quality_flags_small_and_blurry(tmp_path: Path, lfw_dir: Path, analyzer) -> None:
+def test_quality_flags_small_and_blurry(gallery_url: str, lfw_dir: Path, analyzer) -> None:
     image = load_image(lfw(lfw_dir, "Tony_Blair"))
     (face,) = analyzer.analyze(image)
     # The face alone (LFW photos often show a bystander at the edge), shrunk to ~30 px in a grey frame.
@@ -115,7 +117,7 @@ def test_quality_flags_small_and_blurry(tmp_path: Path, lfw_dir: Path, analyzer)
     small = np.full((120, 120, 3), 128, np.uint8)
     small[30 : 30 + shrunk.shape[0], 30 : 30 + shrunk.shape[1]] = shrunk
     blurry = cv2.GaussianBlur(image, (0, 0), 4)
-    with Gallery.open(tmp_path / "g.sqlite3") as g:
+    with Gallery.open(gallery_url) as g:
         sharp = Recognizer(g, analyzer).enroll("blair", image)
         assert sharp.status == "enrolled" and sharp.flags == ()
         tiny = Recognizer(g, analyzer).enroll("blair", small)
@@ -126,14 +128,14 @@ def test_quality_flags_small_and_blurry(tmp_path: Path, lfw_dir: Path, analyzer)
         assert g.person("blair").n_templates == 2
 
 
-def test_enroll_dir_reports_refusals_and_resumes(tmp_path: Path, lfw_people, analyzer) -> None:
+def test_enroll_dir_reports_refusals_and_resumes(gallery_url: str, lfw_people, analyzer) -> None:
     from skimage import data
 
     root = lfw_people({"Tony_Blair": 2, "Colin_Powell": 2})
     (root / "Coffee").mkdir()
     cv2.imwrite(str(root / "Coffee" / "cup.png"), data.coffee()[:, :, ::-1])
     seen = []
-    with Gallery.open(tmp_path / "g.sqlite3") as g:
+    with Gallery.open(gallery_url) as g:
         report = Recognizer(g, analyzer).enroll_dir(root, progress=lambda r, i, n: seen.append((i, n)))
         assert seen == [(i, 5) for i in range(1, 6)]
         assert len(report.enrolled) == 4
@@ -144,9 +146,9 @@ def test_enroll_dir_reports_refusals_and_resumes(tmp_path: Path, lfw_people, ana
 
 
 def test_several_templates_per_person_either_combination(
-    tmp_path: Path, lfw_people, lfw_dir: Path, analyzer
+    gallery_url: str, lfw_people, lfw_dir: Path, analyzer
 ) -> None:
-    path = tmp_path / "g.sqlite3"
+    path = gallery_url
     with Gallery.open(path) as g:
         Recognizer(g, analyzer).enroll_dir(lfw_people({"Tony_Blair": 3, "Colin_Powell": 3}))
     names = ["Tony_Blair", "Colin_Powell"]
@@ -166,11 +168,11 @@ def test_several_templates_per_person_either_combination(
             assert m.distance == pytest.approx(want, abs=1e-4)
 
 
-def test_open_set_threshold_follows_gallery_size_and_target(tmp_path: Path, analyzer) -> None:
+def test_open_set_threshold_follows_gallery_size_and_target(gallery_url: str, analyzer) -> None:
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((300, 128)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    with Gallery.open(tmp_path / "g.sqlite3") as g:
+    with Gallery.open(gallery_url) as g:
         recognizer = Recognizer(g, analyzer)
         key = recognizer.key
         limits = []
@@ -197,9 +199,9 @@ def test_open_set_threshold_follows_gallery_size_and_target(tmp_path: Path, anal
 
 
 def test_rejection_stops_that_face_and_faces_like_it_confirmation_passes_the_gate(
-    tmp_path: Path, lfw_dir: Path, analyzer
+    gallery_url: str, lfw_dir: Path, analyzer
 ) -> None:
-    with Gallery.open(tmp_path / "g.sqlite3") as g:
+    with Gallery.open(gallery_url) as g:
         assert Recognizer(g, analyzer).enroll("blair", lfw(lfw_dir, "Tony_Blair", 1)).status == "enrolled"
         recognizer = Recognizer(g, analyzer, threshold=1.5)  # lax: anyone is named blair
         powell = [recognizer.identify(lfw(lfw_dir, "Colin_Powell", i))[0] for i in (1, 2, 3)]

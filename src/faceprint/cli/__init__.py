@@ -48,9 +48,9 @@ def _global_options(
 
 
 def _register_all() -> None:
-    from faceprint.cli import core, evaluate, gallery, service, train, video
+    from faceprint.cli import batch, core, evaluate, gallery, service, train, video
 
-    for module in (core, evaluate, gallery, service, train, video):
+    for module in (core, evaluate, gallery, service, train, video, batch):
         module.register(app)
 
 

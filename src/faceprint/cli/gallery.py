@@ -142,6 +142,17 @@ def enroll_dir(
     ] = False,
     skip_errors: SkipErrorsOpt = False,
     gallery: GalleryOpt = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run on Ray: 'local' starts Ray on this machine, 'auto' joins the cluster of this host "
+            "(`ray start`), ray://HOST:10001 a remote one (needs faceprint[ray]; a cluster of several "
+            "hosts needs a postgresql:// gallery).",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --ray: worker actors (one CPU each).")] = 2,
 ) -> None:
     """Enrol every person of a folder (one sub-folder per person); resumes where a previous run stopped.
     Photos that cannot be enrolled are skipped with the reason; the exit status is 1 if any was, unless
@@ -149,7 +160,7 @@ def enroll_dir(
     from faceprint.recognizer import Recognizer
 
     analyzer = cli_analyzer(ctx)
-    with _open(gallery, create=True) as g, progress_bar("enrolling", "img") as bar:
+    with progress_bar("enrolling", "img") as bar:
 
         def progress(result: EnrollResult, done: int, total: int) -> None:
             bar.total = total
@@ -157,12 +168,31 @@ def enroll_dir(
             if result.status != "skipped":
                 bar.write(_result_line(result, TAKE_LARGEST))
 
-        report = Recognizer(g, analyzer).enroll_dir(
-            people_dir, reject_low_quality=reject_low_quality, largest=largest, progress=progress
-        )
+        if ray is not None:
+            from faceprint.batch import enroll_dir as ray_enroll_dir
+            from faceprint.gallery.store import gallery_location, open_store
+
+            location = gallery_location(gallery)
+            open_store(location, create=True).close()  # a bad location fails here, not in every worker
+            report = ray_enroll_dir(
+                location,
+                people_dir,
+                analyzer,
+                address=ray,
+                workers=workers,
+                reject_low_quality=reject_low_quality,
+                largest=largest,
+                progress=progress,
+            )
+        else:
+            with _open(gallery, create=True) as g:
+                location = g.location
+                report = Recognizer(g, analyzer).enroll_dir(
+                    people_dir, reject_low_quality=reject_low_quality, largest=largest, progress=progress
+                )
     typer.echo(
         f"{len(report.enrolled)} enrolled, {len(report.skipped)} already enrolled (skipped), "
-        f"{len(report.refused)} refused; gallery: {g.location}"
+        f"{len(report.refused)} refused; gallery: {location}"
     )
     for r in report.refused:
         typer.secho(f"  refused {_safe(r.source)}: {r.reason}", fg=typer.colors.RED)

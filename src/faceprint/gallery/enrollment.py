@@ -150,8 +150,7 @@ def enroll_image(
         reason = f"low quality face: {', '.join(flags)}"
         return EnrollResult(source, name, "refused", reason, flags=flags, problem="quality")
     with gallery.store.transaction():
-        person = gallery.find(name)
-        pid = person.id if person is not None else gallery.add_person(name, metadata)
+        pid = gallery.ensure_person(name, metadata)
         template_id = gallery.add_template(
             pid,
             face.embedding,
@@ -184,19 +183,31 @@ def enroll_dir(
     jobs = [(name, path) for name, paths in people.items() for path in paths]
     results = []
     for i, (name, path) in enumerate(jobs, 1):
-        try:
-            person_name(name)
-        except InvalidNameError as err:
-            reason = f"folder name: {err}"
-            result = EnrollResult(str(path), printable(name), "refused", reason, problem="name")
-        else:
-            result = enroll_image(
-                gallery, name, path, analyzer, reject_low_quality=reject_low_quality, largest=largest
-            )
+        result = enroll_folder_image(
+            gallery, name, path, analyzer, reject_low_quality=reject_low_quality, largest=largest
+        )
         results.append(result)
         if progress is not None:
             progress(result, i, len(jobs))
     return EnrollReport(tuple(results))
+
+
+def enroll_folder_image(
+    gallery: Gallery,
+    name: str,
+    path: Path,
+    analyzer: FaceAnalyzer,
+    *,
+    reject_low_quality: bool = False,
+    largest: bool = False,
+) -> EnrollResult:
+    """One image of a ``ROOT/NAME/*.jpg`` folder enrolment (here and in ``faceprint.batch``'s workers):
+    the folder's name must be a valid person name, then :func:`enroll_image`."""
+    try:
+        person_name(name)
+    except InvalidNameError as err:
+        return EnrollResult(str(path), printable(name), "refused", f"folder name: {err}", problem="name")
+    return enroll_image(gallery, name, path, analyzer, reject_low_quality=reject_low_quality, largest=largest)
 
 
 def reembed(

@@ -103,6 +103,21 @@ class Gallery:
         name = person_name(name)
         return self.store.add_person(name, metadata)
 
+    def ensure_person(self, name: str, metadata: dict[str, Any] | None = None) -> int:
+        """The id of the person called ``name``, created with ``metadata`` if there is none yet; safe when
+        another process (a service replica, a batch worker) creates the same person at the same moment."""
+        name = person_name(name)
+        person = self.store.find_person(name)
+        if person is not None:
+            return person.id
+        try:
+            return self.store.add_person(name, metadata)
+        except GalleryError:
+            person = self.store.find_person(name)  # created by another writer meanwhile
+            if person is None:
+                raise
+            return person.id
+
     def people(self) -> list[Person]:
         return self.store.people()
 

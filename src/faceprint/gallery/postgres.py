@@ -23,7 +23,7 @@ Design (what a demanding operator expects of a shared store):
   expression per embedder is needed anyway; and a graph holding only one embedder's vectors is searched
   without any filtering, so restricting a search to an embedder costs no recall at all (a filtered
   scan of a shared graph loses neighbours unless it iterates, and then costs more). ``hnsw.ef_search``
-  is ``EF_SEARCH``, chosen by measurement (bench/bench_pgvector.py).
+  is ``EF_SEARCH``, chosen by measurement (bench/bench_search.py's pgvector rows).
 - Deletion: rows go in one transaction (templates and corrections cascade with their person), then the
   touched tables are VACUUMed so that the dead row versions and their index entries are reclaimed at
   once instead of whenever autovacuum runs. What PostgreSQL still keeps after that is said in
@@ -32,6 +32,7 @@ Design (what a demanding operator expects of a shared store):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -62,7 +63,7 @@ URL_PREFIXES = ("postgresql://", "postgres://")
 SCHEMA = "faceprint"
 # hnsw.ef_search of every connection: the candidate list of an HNSW search (pgvector's default is 40).
 EF_SEARCH = 100
-# HNSW build parameters (pgvector's defaults; see bench/bench_pgvector.py for recall at ef_search).
+# HNSW build parameters (pgvector's defaults; bench/bench_search.py measures recall at each ef_search).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 # Any constant shared by every faceprint process: the advisory lock held while migrating.
@@ -140,7 +141,17 @@ class PostgresStore:
     """``GalleryStore`` on a PostgreSQL database with pgvector; safe to share between threads, and
     between processes (each opens its own store on the same URL)."""
 
-    def __init__(self, url: str, *, pool_size: int = 4, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        pool_size: int = 4,
+        timeout_s: float = 30.0,
+        ef_search: int | None = None,
+    ) -> None:
+        """Open the gallery in the database at ``url`` (created in it unless ``create`` is False: then a
+        database without one is an error, as a missing SQLite file is for commands that only read)."""
         import psycopg
         from psycopg_pool import ConnectionPool
 
@@ -153,7 +164,7 @@ class PostgresStore:
         self._dims: dict[EmbedderKey, int] = {}
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout_s))) as conn:
-                self._migrate(conn)
+                self._migrate(conn, create)
         except psycopg.OperationalError as err:
             raise GalleryError(
                 f"{self.location}: cannot open the gallery database ({_first_line(err)})"
@@ -165,7 +176,7 @@ class PostgresStore:
             min_size=1,
             max_size=max(1, pool_size),
             kwargs={"autocommit": True},
-            configure=_configure,
+            configure=functools.partial(_configure, ef_search=EF_SEARCH if ef_search is None else ef_search),
             timeout=timeout_s,
             open=False,
             name="faceprint-gallery",
@@ -180,9 +191,15 @@ class PostgresStore:
 
     # -- opening ------------------------------------------------------------------------------
 
-    def _migrate(self, conn: psycopg.Connection) -> None:
-        if self._version(conn) == SCHEMA_VERSION:
+    def _migrate(self, conn: psycopg.Connection, create: bool) -> None:
+        version = self._version(conn)
+        if version == SCHEMA_VERSION:
             return  # up to date: no lock, so opening never waits for a busy writer
+        if version is None and not create:
+            raise GalleryError(
+                f"{self.location}: no gallery here (only enrolling creates one: faceprint enroll NAME IMAGE "
+                "--gallery URL); check --gallery or $FACEPRINT_GALLERY"
+            )
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             # Read again under the lock: another process may have migrated meanwhile.
@@ -393,8 +410,6 @@ class PostgresStore:
 
     def _register_embedder(self, key: EmbedderKey, dim: int) -> None:
         """Record an embedder's dimension on its first template, with its partial HNSW index."""
-        from psycopg import sql
-
         known = self._dims.get(key)
         if known is None:
             row = self._execute(
@@ -409,22 +424,7 @@ class PostgresStore:
                     (key.name, key.version, dim),
                 ).fetchone()
                 if inserted is not None:
-                    self._execute(
-                        sql.SQL(
-                            "CREATE INDEX IF NOT EXISTS {index} ON {schema}.templates USING hnsw "
-                            "((embedding::vector({dim})) vector_ip_ops) "
-                            "WITH (m = {m}, ef_construction = {ef}) "
-                            "WHERE embedder = {name} AND embedder_version = {version}"
-                        ).format(
-                            index=sql.Identifier(hnsw_index_name(key)),
-                            schema=sql.Identifier(SCHEMA),
-                            dim=sql.Literal(dim),
-                            m=sql.Literal(HNSW_M),
-                            ef=sql.Literal(HNSW_EF_CONSTRUCTION),
-                            name=sql.Literal(key.name),
-                            version=sql.Literal(key.version),
-                        )
-                    )
+                    self._execute(hnsw_index_sql(key, dim))
                     known = dim
                 else:
                     row = self._execute(
@@ -714,17 +714,36 @@ class PostgresStore:
         self._pool.close()
 
 
+def hnsw_index_sql(key: EmbedderKey, dim: int) -> Any:
+    """The statement creating the partial HNSW index of one embedder version (a ``psycopg.sql`` object)."""
+    from psycopg import sql
+
+    return sql.SQL(
+        "CREATE INDEX IF NOT EXISTS {index} ON {schema}.templates USING hnsw "
+        "((embedding::vector({dim})) vector_ip_ops) WITH (m = {m}, ef_construction = {ef}) "
+        "WHERE embedder = {name} AND embedder_version = {version}"
+    ).format(
+        index=sql.Identifier(hnsw_index_name(key)),
+        schema=sql.Identifier(SCHEMA),
+        dim=sql.Literal(dim),
+        m=sql.Literal(HNSW_M),
+        ef=sql.Literal(HNSW_EF_CONSTRUCTION),
+        name=sql.Literal(key.name),
+        version=sql.Literal(key.version),
+    )
+
+
 def hnsw_index_name(key: EmbedderKey) -> str:
     """The partial HNSW index of one embedder version (names may hold any characters: hashed)."""
     return "templates_hnsw_" + hashlib.sha256(f"{key.name}@{key.version}".encode()).hexdigest()[:16]
 
 
-def _configure(conn: psycopg.Connection) -> None:
+def _configure(conn: psycopg.Connection, *, ef_search: int) -> None:
     """Every pooled connection: pgvector's numpy adapters and the HNSW search width."""
     from pgvector.psycopg import register_vector
 
     register_vector(conn)
-    conn.execute(f"SET hnsw.ef_search = {int(EF_SEARCH)}")  # type: ignore[call-overload]
+    conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")  # type: ignore[call-overload]
 
 
 def _array(value: Any) -> np.ndarray:

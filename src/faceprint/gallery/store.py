@@ -174,24 +174,31 @@ def open_store(
     the PostgreSQL store (``faceprint[postgres]``), anything else is the path of a SQLite file; None is
     $FACEPRINT_GALLERY, else ``gallery.sqlite3`` in the user data folder. ``read_only``: for commands
     that only read (a SQLite file is opened ``mode=ro``, so read-only places work); ``create=False``: a
-    missing SQLite file is an error rather than a new, empty gallery (PostgreSQL: the database must
-    exist anyway)."""
+    missing gallery is an error rather than a new, empty one (PostgreSQL: the database must exist anyway;
+    without ``create`` its faceprint schema must too)."""
     from faceprint.gallery.postgres import is_postgres_url
 
-    if target is None:
-        target = os.environ.get("FACEPRINT_GALLERY") or None
-    if target is None:
-        from faceprint.gallery.gallery import default_gallery_path
-
-        target = default_gallery_path()
-    text = os.fspath(target)
+    text = gallery_location(target)
     if is_postgres_url(text):
         from faceprint.gallery.postgres import PostgresStore
 
-        return PostgresStore(text)
+        return PostgresStore(text, create=create and not read_only)
     if text.startswith(("postgresql:/", "postgres:/")):
         # A URL that went through pathlib.Path lost a slash ("postgresql:/host/db"): say so.
         raise GalleryError(f"{text}: not a valid gallery URL (write postgresql://user@host/database)")
     from faceprint.gallery.sqlite import SQLiteStore
 
     return SQLiteStore(Path(text), read_only=read_only, create=create)
+
+
+def gallery_location(target: str | os.PathLike[str] | None = None) -> str:
+    """The gallery a ``--gallery`` value names, as text: the value itself; None: $FACEPRINT_GALLERY, else
+    ``gallery.sqlite3`` in the user data folder."""
+    if target is not None:
+        return os.fspath(target)
+    env = os.environ.get("FACEPRINT_GALLERY")
+    if env:
+        return env
+    from faceprint.gallery.gallery import default_gallery_path
+
+    return str(default_gallery_path())
