@@ -34,7 +34,7 @@ from faceprint.gallery.enrollment import (
 )
 from faceprint.io import ImageInput, describe
 from faceprint.quality import face_size, quality_flags
-from faceprint.thresholds import Calibration, embedder_calibration
+from faceprint.thresholds import Calibration, checked_threshold, embedder_calibration
 from faceprint.types import UNKNOWN, EmbedderKey, Face
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class ConfirmResult:
 def decide(distance: float, calibration: Calibration, threshold: float | None = None) -> Verification:
     """Same person or not at ``threshold`` (None: the calibration's), with the calibrated confidence
     centred on that threshold."""
-    limit = calibration.threshold if threshold is None else float(threshold)
+    limit = calibration.threshold if threshold is None else checked_threshold(threshold)
     return Verification(distance, distance <= limit, float(calibration.confidence(distance, limit)), limit)
 
 
@@ -151,7 +151,7 @@ class Recognizer:
             analyzer = FaceAnalyzer()
         self.gallery = gallery
         self.analyzer = analyzer
-        self.threshold_override = threshold
+        self.threshold_override = checked_threshold(threshold)
 
     @property
     def calibration(self) -> Calibration:
@@ -164,9 +164,9 @@ class Recognizer:
 
     def threshold(self, override: float | None = None) -> float:
         """The 1:1 distance threshold in force: call > recognizer > gallery > calibration > embedder."""
-        for value in (override, self.threshold_override):
+        for value in (checked_threshold(override), self.threshold_override):
             if value is not None:
-                return float(value)
+                return value
         return self.calibration.threshold
 
     def open_set_threshold(self, override: float | None = None) -> OpenSetThreshold:
@@ -182,9 +182,9 @@ class Recognizer:
         def expected(limit: float) -> float:
             return model.fpir(limit, counts) if model is not None else math.nan
 
-        for value, source in ((override, "caller"), (self.threshold_override, "caller")):
+        for value, source in ((checked_threshold(override), "caller"), (self.threshold_override, "caller")):
             if value is not None:
-                return OpenSetThreshold(float(value), people, source, None, expected(float(value)))
+                return OpenSetThreshold(value, people, source, None, expected(value))
         fixed = self.gallery.fixed_threshold(key)
         if fixed is not None:
             return OpenSetThreshold(fixed, people, "gallery setting", None, expected(fixed))

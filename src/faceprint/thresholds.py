@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.errors import GalleryError
+from faceprint.errors import FaceprintError, GalleryError
 from faceprint.types import EmbedderKey
 
 # Default target for the built-in thresholds: a stranger is compared with every person in a gallery, so
@@ -39,6 +39,24 @@ from faceprint.types import EmbedderKey
 DEFAULT_TARGET_FAR = 1e-3
 # Default target of the identification decision: the fraction of strangers named as someone.
 DEFAULT_TARGET_FPIR = 0.01
+
+
+# Embeddings are unit vectors, so the distance between two lies in [0, 2]: a threshold means something
+# only strictly inside that range (0 names nobody, 2 or more names everyone).
+MAX_DISTANCE = 2.0
+
+
+def checked_threshold(value: float | None) -> float | None:
+    """``value`` as a distance threshold, or a FaceprintError saying why it cannot be one."""
+    if value is None:
+        return None
+    threshold = float(value)
+    if not (math.isfinite(threshold) and 0.0 < threshold < MAX_DISTANCE):
+        raise FaceprintError(
+            f"a distance threshold must be between 0 and {MAX_DISTANCE:g} (faces are unit vectors, so "
+            f"their distances lie in [0, {MAX_DISTANCE:g}]), got {value:g}"
+        )
+    return threshold
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from faceprint.gallery import Gallery
     from faceprint.gallery.enrollment import EnrollResult
     from faceprint.recognizer import Match
+    from faceprint.types import EmbedderKey
 
 people_app = typer.Typer(
     help="List, show, rename, merge, delete, export and import people.", no_args_is_help=True
@@ -230,6 +231,7 @@ def identify(
     drawn = DrawnCopies(draw) if draw is not None else None
     with _open(gallery) as g:
         recognizer = Recognizer(g, cli_analyzer(ctx), threshold)
+        _note_other_embedders(g, recognizer.key)
         for path in images:
             try:
                 image = load_image(path)
@@ -257,6 +259,19 @@ def identify(
         typer.secho(f"{failed} of {len(images)} image(s) skipped", err=True, fg=typer.colors.RED)
         if not skip_errors:
             raise typer.Exit(1)
+
+
+def _note_other_embedders(g: Gallery, key: EmbedderKey) -> None:
+    """Say so when the gallery holds templates that this embedder's search will not compare."""
+    held = g.embedders()
+    others = [k for k in held if k != key]
+    if others and key in held:
+        typer.secho(
+            f"note: templates of {', '.join(map(str, others))} in {g.location} are not compared with "
+            f"{key} faces (identify uses one embedder; `faceprint reembed` with its options adds theirs)",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
 
 
 def _match_text(m: Match) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from faceprint import subject
-from faceprint.errors import FaceprintError, ImageError, InvalidNameError, ManyFacesError
+from faceprint.errors import FaceprintError, GalleryError, ImageError, InvalidNameError, ManyFacesError
 from faceprint.gallery.gallery import Gallery
 from faceprint.io import ImageInput, describe, labelled_images, load_image
 from faceprint.names import person_name, printable
@@ -90,6 +90,19 @@ def content_hash(source: ImageInput) -> str:
     return h.hexdigest()
 
 
+def embedder_mismatch(gallery: Gallery, key: EmbedderKey) -> str | None:
+    """Why enrolling with embedder ``key`` would split the gallery, or None: it holds templates, none of
+    them of ``key``, so identification with either would silently ignore the others."""
+    held = gallery.embedders()
+    if not held or key in held:
+        return None
+    return (
+        f"the gallery's templates were made with {', '.join(map(str, held))}, this enrolment with {key}; "
+        "identification compares one embedder's templates only, so they would never meet: enrol with the "
+        "gallery's embedder and options, or add templates of this one to everyone first (reembed)"
+    )
+
+
 def enroll_image(
     gallery: Gallery,
     name: str,
@@ -100,14 +113,20 @@ def enroll_image(
     metadata: dict[str, Any] | None = None,
     reject_low_quality: bool = False,
     largest: bool = False,
+    new_embedder: bool = False,
 ) -> EnrollResult:
     """Enrol one face of ``image`` as ``name`` (the person is created on first use). Problems with the
     image (unreadable, no face, several faces, already someone else's) give a "refused" result with
     the reason rather than an exception. ``largest``: an image with several faces of similar size gives
-    its largest face instead of a refusal."""
+    its largest face instead of a refusal. A gallery whose templates are all of other embedders (or
+    embedder versions: ``--no-flip``) refuses the image, since identification would never compare it
+    with them, unless ``new_embedder`` (what ``reembed`` does on purpose)."""
     name = person_name(name)
     source = describe(image)
     key = EmbedderKey.of(analyzer.embedder)
+    mismatch = None if new_embedder else embedder_mismatch(gallery, key)
+    if mismatch is not None:
+        return EnrollResult(source, name, "refused", mismatch, problem="embedder")
     try:
         digest = content_hash(image)
         person = gallery.find(name)
@@ -179,6 +198,9 @@ def enroll_dir(
 ) -> EnrollReport:
     """Enrol every image of a ``ROOT/NAME/*.jpg`` folder as NAME, skipping what is already enrolled.
     ``progress(result, done, total)`` is called after each image."""
+    mismatch = embedder_mismatch(gallery, EmbedderKey.of(analyzer.embedder))
+    if mismatch is not None:
+        raise GalleryError(f"{gallery.location}: {mismatch}")
     people = labelled_images(root)
     jobs = [(name, path) for name, paths in people.items() for path in paths]
     results = []
@@ -247,7 +269,7 @@ def reembed(
         elif template.content_hash and content_hash(path) != template.content_hash:
             result = EnrollResult(label, name, "refused", "the image changed since it was enrolled")
         else:
-            result = enroll_image(gallery, name, path, analyzer)
+            result = enroll_image(gallery, name, path, analyzer, new_embedder=True)
         done.add((template.person_id, template.content_hash))
         results.append(result)
         if progress is not None:

@@ -32,7 +32,13 @@ from faceprint.gallery.store import (
 )
 from faceprint.models import write_atomic
 from faceprint.names import person_name
-from faceprint.thresholds import DEFAULT_TARGET_FPIR, Calibration, builtin_calibration, calibration_for
+from faceprint.thresholds import (
+    DEFAULT_TARGET_FPIR,
+    Calibration,
+    builtin_calibration,
+    calibration_for,
+    checked_threshold,
+)
 from faceprint.types import EmbedderKey
 
 EXPORT_FORMAT = "faceprint-gallery"
@@ -355,8 +361,7 @@ class Gallery:
 
     def set_threshold(self, key: EmbedderKey, threshold: float | None) -> None:
         """This gallery's own threshold for an embedder version (None: back to the calibrated one)."""
-        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
-            raise GalleryError(f"{self.location}: threshold must be a positive number, got {threshold}")
+        threshold = checked_threshold(threshold)
         with self.store.transaction():
             if threshold is None:
                 self.store.set_setting(f"threshold:{key.name}", None)
