@@ -89,3 +89,17 @@ def test_embed_and_identify_skip_bad_images_and_go_on(people: Path, tmp_path: Pa
     assert proc.stdout.count("face(s)") == 3  # the others were identified
     proc = cli("identify", *map(str, inputs), "--gallery", str(enrolled), "--skip-errors")
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_folder_leaves_a_corrupt_image_out(lfw_people) -> None:
+    root = lfw_people({"Colin_Powell": 3, "Tony_Blair": 3, "George_W_Bush": 2})
+    good = next((root / "Tony_Blair").iterdir()).resolve().read_bytes()
+    (root / "Tony_Blair" / "Tony_Blair_9999.jpg").write_bytes(good[: len(good) // 3])
+    args = ["evaluate", "folder", str(root), "--pairs", "12", "--folds", "2", "--quiet"]
+    proc = cli(*args)
+    assert proc.returncode == 1, proc.stderr
+    assert "Tony_Blair_9999.jpg" in proc.stderr and "1 unreadable image(s) left out" in proc.stderr
+    assert "accuracy" in proc.stdout.lower()  # the evaluation ran on the rest
+    assert "Traceback" not in proc.stderr
+    assert cli(*args, "--skip-errors").returncode == 0

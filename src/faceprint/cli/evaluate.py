@@ -60,6 +60,43 @@ Slices = Annotated[bool, typer.Option("--slices", help="Add robustness slices (o
 SlicePairs = Annotated[int, typer.Option(help="Pairs sampled for the corruption slices.")]
 
 
+SkipErrors = Annotated[
+    bool,
+    typer.Option(
+        "--skip-errors", help="Exit 0 even when unreadable images were left out (each is still reported)."
+    ),
+]
+
+
+def _unreadable(root: Path) -> set[Path]:
+    """The images of a labelled folder that cannot be decoded, each reported with the reason, so that one
+    corrupt file leaves the evaluation rather than aborting it."""
+    from faceprint.cli.common import progress_bar
+    from faceprint.errors import ImageError
+    from faceprint.io import labelled_images, load_image
+
+    paths = [p for images in labelled_images(root).values() for p in images]
+    bad: set[Path] = set()
+    with progress_bar("checking images", "img", total=len(paths)) as bar:
+        for path in paths:
+            try:
+                load_image(path)
+            except ImageError as err:
+                bad.add(path)
+                typer.secho(f"skipped: {err}", err=True, fg=typer.colors.RED)
+            bar.update(1)
+    return bad
+
+
+def _end(skipped: set[Path], total_note: str, skip_errors: bool) -> None:
+    if skipped:
+        typer.secho(
+            f"{len(skipped)} unreadable image(s) left out of {total_note}", err=True, fg=typer.colors.RED
+        )
+        if not skip_errors:
+            raise typer.Exit(1)
+
+
 def _configs(specs: list[str] | None):
     from faceprint.evaluation.runner import PipelineConfig
 
@@ -155,14 +192,18 @@ def folder(
     cache_file: CacheFile = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
+    skip_errors: SkipErrors = False,
 ) -> None:
-    """Verification on balanced pairs generated from your own labelled folder."""
+    """Verification on balanced pairs generated from your own labelled folder. Unreadable images are
+    left out with the reason (exit status 1 then, unless --skip-errors)."""
     from faceprint.evaluation.pairs import folder_pairs
 
-    pair_set = folder_pairs(root, n_pairs, seed=seed, n_folds=folds)
+    skipped = _unreadable(root)
+    pair_set = folder_pairs(root, n_pairs, seed=seed, n_folds=folds, exclude=skipped)
     options = {"far": far, "threshold": threshold, "slices": slices, "slice_pairs": slice_pairs}
     options |= {"seed": seed, "no_cache": no_cache, "cache_file": cache_file}
     _verify(pair_set, config, report, as_json, quiet, **options)
+    _end(skipped, "the pairs", skip_errors)
 
 
 @app.command()
@@ -177,8 +218,10 @@ def identify(
     cache_file: CacheFile = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
+    skip_errors: SkipErrors = False,
 ) -> None:
-    """Open-set identification: rank-1/rank-5 (CMC) and DIR at FAR.
+    """Open-set identification: rank-1/rank-5 (CMC) and DIR at FAR. Unreadable images are left out with
+    the reason (exit status 1 then, unless --skip-errors).
 
     Gallery: the first image of each person with 2+ images; probes: their other images; every image of
     a person with a single image is an unknown probe.
@@ -187,8 +230,14 @@ def identify(
     from faceprint.evaluation.report import text_table, write_identification_report
 
     (cfg,) = _configs([config] if config else None)
+    skipped = _unreadable(root)
     result = evaluate_identification(
-        root, cfg, cache=_cache(no_cache, cache_file), far_targets=_far(far), progress=not quiet
+        root,
+        cfg,
+        cache=_cache(no_cache, cache_file),
+        far_targets=_far(far),
+        progress=not quiet,
+        exclude=skipped,
     )
     m = result.metrics
     if as_json:
@@ -201,3 +250,4 @@ def identify(
         typer.echo(text_table(["metric", "value"], rows))
     if report is not None:
         typer.echo(f"report: {write_identification_report(result, report)}", err=as_json)
+    _end(skipped, "the split", skip_errors)

@@ -9,7 +9,7 @@ identity is the right one AND whose score is <= t.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.metrics import DEFAULT_FAR_TARGETS, roc, threshold_at_far
-from faceprint.io import labelled_images
+from faceprint.evaluation.pairs import usable_images
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class IdentificationSplit:
         return tuple(p for _, p in (*self.gallery, *self.known, *self.unknown))
 
 
-def open_set_split(root: Path | str) -> IdentificationSplit:
-    people = labelled_images(root)
+def open_set_split(root: Path | str, exclude: Collection[Path] = frozenset()) -> IdentificationSplit:
+    people = usable_images(root, exclude)
     gallery, known, unknown = [], [], []
     for name, images in people.items():
         if len(images) >= 2:

@@ -6,7 +6,7 @@ one sub-folder per person, walked by :func:`faceprint.io.labelled_images`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,14 +109,22 @@ def read_lfw_pairs(pairs_file: Path | str, images_root: Path | str) -> PairSet:
     return pair_set
 
 
-def folder_pairs(root: Path | str, n_pairs: int = 6000, *, seed: int = 0, n_folds: int = 10) -> PairSet:
+def folder_pairs(
+    root: Path | str,
+    n_pairs: int = 6000,
+    *,
+    seed: int = 0,
+    n_folds: int = 10,
+    exclude: Collection[Path] = frozenset(),
+) -> PairSet:
     """Balanced pairs from a labelled folder: half same-person, half different-person, no pair twice,
     reproducible for a given seed. When the folder has fewer distinct same-person pairs than
     ``n_pairs / 2``, all of them are used and as many different-person pairs (the count is in ``source``).
-    Folds are assigned round-robin within each half, so every fold is balanced too."""
+    Folds are assigned round-robin within each half, so every fold is balanced too. Images in
+    ``exclude`` (unreadable ones, say) are left out."""
     if n_pairs < 2 or n_folds < 1:
         raise EvaluationError(f"need at least 2 pairs and 1 fold, got {n_pairs} pairs and {n_folds} folds")
-    people = labelled_images(root)
+    people = usable_images(root, exclude)
     names = list(people)
     multi = [n for n in names if len(people[n]) >= 2]
     if not multi or len(names) < 2:
@@ -193,3 +201,9 @@ def read_lfw_people(path: Path | str) -> dict[str, int]:
     if not people:
         raise EvaluationError(f"{path}: no people listed")
     return people
+
+
+def usable_images(root: Path | str, exclude: Collection[Path] = frozenset()) -> dict[str, list[Path]]:
+    """``labelled_images(root)`` without the images in ``exclude`` (people left with none dropped)."""
+    people = {name: [p for p in paths if p not in exclude] for name, paths in labelled_images(root).items()}
+    return {name: paths for name, paths in people.items() if paths}

@@ -10,7 +10,7 @@ a rerun, a second protocol or a second configuration sharing the detector costs 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,10 +240,12 @@ def evaluate_identification(
     cache: CacheArg = True,
     far_targets: Sequence[float] = DEFAULT_FAR_TARGETS,
     progress: bool = True,
+    exclude: Collection[Path] = frozenset(),
 ) -> IdentificationResult:
-    """Open-set identification on ROOT/NAME/*.jpg with the split of :func:`open_set_split`."""
+    """Open-set identification on ROOT/NAME/*.jpg with the split of :func:`open_set_split` (images in
+    ``exclude`` left out)."""
     config = config or PipelineConfig()
-    split = open_set_split(root)
+    split = open_set_split(root, exclude)
     run = EmbeddingRunner(config, cache=_cache(cache), progress=progress).embed_paths(split.images)
     g, k = len(split.gallery), len(split.known)
     metrics = identification_metrics(
