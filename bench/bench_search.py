@@ -51,14 +51,26 @@ def real_embeddings(every: int) -> tuple[np.ndarray, np.ndarray]:
     return run.vectors[run.found], identities[run.found]
 
 
+def gallery_matrix(real: np.ndarray, ids: np.ndarray, size: int, rng: np.random.Generator):
+    """Real templates padded with random unit vectors (one pseudo-person each) up to ``size``, as a
+    ``TemplateMatrix`` (bench_pgvector.py's gallery)."""
+    from faceprint.gallery.store import EmbedderKey, TemplateMatrix
+
+    fill = size - len(real)
+    noise = unit(rng.standard_normal((fill, real.shape[1])))
+    vectors = np.concatenate([real, noise])
+    persons = np.concatenate([ids, ids.max() + 1 + np.arange(fill)])
+    return TemplateMatrix(EmbedderKey("dlib-resnet", "bench"), np.arange(size), persons, vectors)
+
+
 def unit(v: np.ndarray) -> np.ndarray:
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
 def make_gallery(real: np.ndarray, ids: np.ndarray, model, size: int, n_queries: int, rng):
-    """(people vectors (size, D), probes (Q, D), probe's person (Q,)). Real people with 2+ faces give
-    their mean of all but the last face and that last face as a probe; synthetic people fill up to
-    ``size`` (mean of 3 faces), the first ones with a 4th face as a probe."""
+    """(people vectors (size, D), probes (Q, D), whether each probe is a real face (Q,)). Real people
+    with 2+ faces give their mean of all but the last face and that last face as a probe; synthetic
+    people fill up to ``size`` (mean of 3 faces), the first ones with a 4th face as a probe."""
     people, probes, truth = [], [], []
     for p in np.unique(ids):
         faces = real[ids == p]
@@ -88,7 +100,7 @@ def make_gallery(real: np.ndarray, ids: np.ndarray, model, size: int, n_queries:
         starts = np.r_[0, np.flatnonzero(np.diff(persons)) + 1]
         vectors[at : at + n] = unit(np.add.reduceat(faces, starts, axis=0))
         at += n
-    return vectors, np.stack(probes).astype(np.float32), np.array(truth)
+    return vectors, np.stack(probes).astype(np.float32), np.array(truth) < n_real
 
 
 def rss_mb() -> float:
@@ -194,9 +206,9 @@ def run_size(size: int, args, real, ids, model, rng, key) -> None:
     from faceprint.gallery.matching import MatchIndex
     from faceprint.gallery.store import TemplateMatrix
 
-    vectors, probes, _ = make_gallery(real, ids, model, size, args.queries, rng)
+    vectors, probes, is_real = make_gallery(real, ids, model, size, args.queries, rng)
     k = 10
-    rows = []  # (method, param, build s, p50, p99, r1, r10, memory MB, disk MB)
+    rows = []  # (method, param, build s, p50, p99, r1, r10, memory MB, disk MB, r1 real, r1 synthetic)
     searches = {}
     before = rss_mb()
     exact = MatchIndex(TemplateMatrix(key, np.arange(size), np.arange(size), vectors), "mean")
@@ -260,13 +272,15 @@ def run_size(size: int, args, real, ids, model, rng, key) -> None:
                 recall(found, truth, 10),
                 mem,
                 disk,
+                recall([f for f, r in zip(found, is_real, strict=True) if r], truth[is_real], 1),
+                recall([f for f, r in zip(found, is_real, strict=True) if not r], truth[~is_real], 1),
             )
         )
-    for method, param, build, p50, p99, r1, r10, mem, disk in rows:
+    for method, param, build, p50, p99, r1, r10, mem, disk, r1_real, r1_syn in rows:
         label = method if param is None else f"{method} ef={param}"
         print(
             f"{size:>10,} | {label:<18} | {build:>8.0f} | {p50:7.2f} | {p99:7.2f} | {r1:6.3f} | {r10:6.3f} | "
-            f"{mem:7.0f} | {disk:7.0f}",
+            f"{r1_real:6.3f} | {r1_syn:6.3f} | {mem:7.0f} | {disk:7.0f}",
             flush=True,
         )
     if "pgvector" in built:
@@ -319,7 +333,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--every", type=int, default=8, help="real faces: every N-th LFW person")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128], help="HNSW search widths (ours)")
+    parser.add_argument(
+        "--ef", type=int, nargs="+", default=[128, 256, 512], help="HNSW search widths (ours)"
+    )
     parser.add_argument(
         "--pg-ef", type=int, nargs="+", default=[40, 100, 200], help="pgvector hnsw.ef_search"
     )
@@ -354,7 +370,7 @@ def main() -> None:
         print(f"{args.queries} probes one at a time, top-10, {args.threads} threads; recall against exact")
         header = (
             f"{'people':>10} | {'method':<18} | {'build s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | "
-            f"{'R@1':>6} | {'R@10':>6} | {'mem MB':>7} | {'disk MB':>7}"
+            f"{'R@1':>6} | {'R@10':>6} | {'R@1 re':>6} | {'R@1 sy':>6} | {'mem MB':>7} | {'disk MB':>7}"
         )
         print(header)
         print("-" * len(header))
