@@ -111,3 +111,15 @@ def test_cli_enroll_and_enroll_dir_refuse_hostile_names(tmp_path: Path, faces_di
     assert "\t" not in proc.stdout and "Traceback" not in proc.stderr
     with Gallery.open(tmp_path / "g.sqlite3", read_only=True) as g:
         assert [p.name for p in g.people()] == ["Good Name"]
+
+
+def test_names_stored_before_the_policy_are_printed_escaped(tmp_path: Path) -> None:
+    with Gallery.open(tmp_path / "g.sqlite3") as g:
+        g.store.add_person("old\x1b[2Jname\u202e")  # the store, as older versions' checks let it through
+    proc = _cli("people", "list", "--gallery", str(tmp_path / "g.sqlite3"))
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout
+    assert "old\\x1b[2Jname\\u202e" in proc.stdout
+    # and it can still be deleted by that name
+    proc = _cli("people", "delete", "old\x1b[2Jname\u202e", "--yes", "--gallery", str(tmp_path / "g.sqlite3"))
+    assert proc.returncode == 0 and "\x1b" not in proc.stdout, proc.stderr

@@ -75,3 +75,15 @@ def printable(text: str) -> str:
     (for names refused, or stored by versions before this policy)."""
     shown = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
     return "'" + shown[:60] + ("..." if len(shown) > 60 else "") + "'"
+
+
+def shown(name: str) -> str:
+    """A stored name as a terminal may print it: control and invisible characters (possible in names
+    stored before this policy) escaped as ``\\x1b``, ``\\u202e``; every other character as it is."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp")
+        or (unicodedata.category(char) == "Cf" and char not in _ALLOWED_FORMAT)
+        else char
+        for char in name
+    )

@@ -22,6 +22,7 @@ from faceprint.cli.common import (
 from faceprint.cli.common import analyzer as cli_analyzer
 from faceprint.cli.common import open_gallery as _open
 from faceprint.errors import ErasureError, FaceprintError
+from faceprint.names import shown
 
 if TYPE_CHECKING:
     from faceprint.gallery import Gallery
@@ -69,7 +70,7 @@ TAKE_LARGEST = "--largest takes the largest face"
 
 
 def _result_line(result: EnrollResult, hint: str = "") -> str:
-    line = f"{result.status:8}  {_safe(result.source)} -> {result.name}"
+    line = f"{result.status:8}  {_safe(result.source)} -> {shown(result.name)}"
     if result.reason:
         line += f": {result.reason}"
     if result.problem == "ambiguous" and hint:
@@ -247,7 +248,7 @@ def identify(
                 for i, m in enumerate(matches):
                     typer.echo(f"  #{i}  {_match_text(m)}")
                     for c in m.candidates[1:] if top_k > 1 else ():
-                        typer.echo(f"       also {c.name} (distance {c.distance:.3f})")
+                        typer.echo(f"       also {shown(c.name)} (distance {c.distance:.3f})")
             if drawn is not None:
                 draw_faces(
                     image,
@@ -280,15 +281,15 @@ def _match_text(m: Match) -> str:
     skipped = f"; not {', '.join(m.rejected)} (corrected)" if m.rejected else ""
     if m.nearest is None:
         empty = "nobody left after corrections" if m.rejected else "the gallery is empty"
-        return f"{m.name} ({empty}{skipped})  {where}"
+        return f"{shown(m.name)} ({empty}{skipped})  {where}"
     second = "" if math.isinf(m.margin) else f", next person +{m.margin:.3f}"
     evidence = (
         f"distance {m.distance:.3f} vs threshold {m.threshold:.3f} for {_people(m.gallery_size)}"
-        f"{second}{skipped}; P(is {m.nearest.name}) {m.confidence:.2f}"
+        f"{second}{skipped}; P(is {shown(m.nearest.name)}) {m.confidence:.2f}"
     )
     if not m.known:
-        return f"unknown  (nearest {m.nearest.name}: {evidence})  {where}"
-    return f"{m.name}  ({evidence})  {where}"
+        return f"unknown  (nearest {shown(m.nearest.name)}: {evidence})  {where}"
+    return f"{shown(m.name)}  ({evidence})  {where}"
 
 
 def _people(n: int) -> str:
@@ -541,7 +542,7 @@ def people_list(
         typer.echo(json.dumps([{"id": p.id, "name": p.name, "templates": p.n_templates} for p in people]))
         return
     for p in people:
-        typer.echo(f"{p.id:6}  {p.name}  ({p.n_templates} template(s))")
+        typer.echo(f"{p.id:6}  {shown(p.name)}  ({p.n_templates} template(s))")
     typer.echo(f"{len(people)} people in {g.location}")
 
 
@@ -554,7 +555,8 @@ def people_show(
     with _open(gallery) as g:
         p = g.person(_ref(person, g))
         templates = g.templates(p.id)
-    typer.echo(f"{p.name} (id {p.id}), {len(templates)} template(s), metadata {json.dumps(p.metadata)}")
+    about = f"{len(templates)} template(s), metadata {json.dumps(p.metadata)}"
+    typer.echo(f"{shown(p.name)} (id {p.id}), {about}")
     for t in templates:
         flags = f"  [{', '.join(t.quality_flags)}]" if t.quality_flags else ""
         typer.echo(f"  #{t.id}  {t.embedder}  face {t.face_size or 0:.0f}px  {t.source_path or '-'}{flags}")
@@ -597,15 +599,15 @@ def people_delete(
         _set_wait(g, wait)
         p = g.person(_ref(person, g))
         if not yes:
-            typer.confirm(f"delete {p.name} and {p.n_templates} template(s)?", abort=True)
+            typer.confirm(f"delete {shown(p.name)} and {p.n_templates} template(s)?", abort=True)
         try:
             n = g.delete(p.id)
         except ErasureError as err:  # never "deleted" while the bytes are still on disk
-            message = f"{p.name} is deleted from the gallery but not erased from disk yet: {err}"
+            message = f"{shown(p.name)} is deleted from the gallery but not erased from disk yet: {err}"
             raise FaceprintError(message) from err
         finally:
             _delete_service_thumbnails(g.location, p.id)
-    typer.echo(f"deleted {p.name} and {n} template(s); their data is erased from {g.location}")
+    typer.echo(f"deleted {shown(p.name)} and {n} template(s); their data is erased from {g.location}")
 
 
 def _set_wait(g: Gallery, seconds: float) -> None:
