@@ -18,7 +18,7 @@ StateOpt = Annotated[
     typer.Option(
         "--state",
         help="The service's state file (keys, sessions, thumbnails); default: beside the gallery "
-        "(GALLERY.service.sqlite3).",
+        "(GALLERY.service.sqlite3), for a database URL one file per database in the user data folder.",
     ),
 ]
 
@@ -38,7 +38,11 @@ def serve(
     ctx: typer.Context,
     gallery: Annotated[
         str | None,
-        typer.Option("--gallery", help="Gallery file or store URL (default: the user's default gallery)."),
+        typer.Option(
+            "--gallery",
+            help="Gallery file or postgresql:// URL (default: $FACEPRINT_GALLERY, else the user's default "
+            "gallery).",
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
