@@ -230,3 +230,18 @@ def test_health_ready_metrics(two_people, knn_dir: Path):
     assert "faceprint_gallery_templates 2.0" in text
     processed = float(text.split("\nfaceprint_faces_processed_total ")[1].split()[0])
     assert processed >= 3  # two enrolments and one detection
+
+
+def test_camera_frames_keep_no_crop_and_can_skip_the_review(two_people, knn_dir: Path):
+    client, h = two_people.client, two_people.h("recognize")
+    stranger = _file(knn_dir / "train" / "kit_harington" / "john1.jpeg")
+    frame = client.post(
+        "/api/v1/identify?mode=video&unknowns=false&top_k=1", headers=h, files={"image": stranger}
+    ).json()
+    assert [f["name"] for f in frame["faces"]] == ["unknown"]
+    assert len(frame["faces"][0]["candidates"]) == 1
+    assert two_people.engine.recent_face(frame["result_id"], 0).crop_jpeg is None
+    assert client.get("/api/v1/unknowns", headers=two_people.h("enrol")).json() == []
+    photo = client.post("/api/v1/identify", headers=h, files={"image": stranger}).json()
+    assert two_people.engine.recent_face(photo["result_id"], 0).crop_jpeg[:2] == b"\xff\xd8"
+    assert len(client.get("/api/v1/unknowns", headers=two_people.h("enrol")).json()) == 1

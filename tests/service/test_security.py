@@ -289,3 +289,16 @@ def test_library_errors_map_to_stable_codes():
         mapped = from_library(err, ("/srv/faces/g.sqlite3",))
         assert (mapped.status, mapped.code) == (status, code)
         assert "/srv" not in mapped.message and "/tmp" not in mapped.message
+
+
+def test_sign_in_attempts_are_rate_limited_per_address(tmp_path: Path, make_app):
+    """Password guesses are slow on purpose (scrypt): a burst, then about login_rate a second."""
+    from fastapi.testclient import TestClient
+
+    app, engine, keys = make_app(tmp_path, login_rate=0.01, login_burst=3, warm_up=False)
+    engine.state.set_admin_password("correct horse battery")
+    with TestClient(app) as client:
+        codes = [client.post("/login", data={"password": f"guess {i}"}).status_code for i in range(5)]
+        assert codes == [401, 401, 401, 429, 429]
+        # The API's keys are not held up by it.
+        assert client.get("/api/v1/people", headers={"X-API-Key": keys["enrol"]}).status_code == 200

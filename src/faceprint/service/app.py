@@ -106,6 +106,9 @@ class Services:
         self.config = config
         self.engine = engine
         self.limiter = RateLimiter(config.rate_limit, config.rate_burst)
+        # Sign-in attempts per client address, whatever --rate-limit says: a password guess costs an
+        # scrypt (tens of ms of CPU), so guessing must neither go fast nor keep the CPU busy.
+        self.login_limiter = RateLimiter(config.login_rate, config.login_burst)
         self.bus = EventBus()
         self.metrics = Metrics(engine)
         # Detection and embedding run on these threads only (not on anyio's pool of up to 40): the

@@ -14,6 +14,8 @@ class ServiceConfig:
     max_megapixels: float = 40.0
     rate_limit: float = 50.0  # requests per second per key, sustained (0: no limit)
     rate_burst: int = 100
+    login_rate: float = 1.0  # sign-in attempts per second per client address, sustained
+    login_burst: int = 10
     cors_origins: tuple[str, ...] = ()  # empty: CORS off
     workers: int = 2  # requests doing CPU work at once (detection, embedding); more wait in line
     top_k: int = 3

@@ -132,7 +132,7 @@ async def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     services = _services(request)
     fields = await read_fields(request, ())
-    services.limiter.check("login:" + (request.client.host if request.client else "?"))
+    services.login_limiter.check(request.client.host if request.client else "?")
     token, password = (fields.text("key") or "").strip(), fields.text("password") or ""
     target = fields.text("next") or "/"
     if not target.startswith("/") or target.startswith("//"):
