@@ -171,6 +171,9 @@ def test_enrol_in_the_browser_then_see_the_name_over_live_video(
             page.wait_for_selector("#names-note:has-text('will no longer be named Barack Obama')")
             log = page.request.get(server.url + "/api/v1/corrections", headers={"X-API-Key": token}).json()
             assert [c["kind"] for c in log].count("reject") == 2  # the identify page's and this one
+            recent = page.request.get(server.url + "/api/v1/events/recent", headers={"X-API-Key": token})
+            corrected = [e for e in recent.json() if e["event"] == "corrected"]
+            assert [e["rejected"] for e in corrected] == ["Barack Obama"] * 2  # both on the event stream
             # The API docs render offline (Swagger UI served by the service).
             page.goto(server.url + "/docs")
             page.wait_for_selector(".opblock-summary-path", timeout=30_000)

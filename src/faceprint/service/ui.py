@@ -339,9 +339,9 @@ async def correct(request: Request, principal: RecognizePage) -> Response:
     name = (fields.text("name") or "").strip() or None
     if name is not None and not principal.can("enrol"):
         raise ApiError(403, "forbidden", "saying who a face is enrols it: this needs the 'enrol' role")
-    done = await services.io_bound(
-        services.engine.correct, fields.text("result_id") or "", fields.integer("face", 0, 0, 10_000), name
-    )
+    result_id, face = fields.text("result_id") or "", fields.integer("face", 0, 0, 10_000)
+    done = await services.io_bound(services.engine.correct, result_id, face, name)
+    services.bus.publish({"event": "corrected", "result_id": result_id, "face": face, **done})
     if name is None:
         note = f"Noted: this face, and faces like it, will no longer be named {done['rejected']}."
     elif done["template_id"] is not None:
