@@ -302,7 +302,8 @@ def crossover(args, real, ids, model, rng, key) -> None:
     from faceprint.gallery.matching import MatchIndex
     from faceprint.gallery.store import TemplateMatrix
 
-    print(f"{'people':>8} | {'exact p50':>9} | {'hnsw p50':>8} | {'hnsw build s':>12}")
+    efs = " | ".join(f"{f'hnsw ef={ef}':>12}" for ef in args.ef)
+    print(f"{'people':>8} | {'exact p50 ms':>12} | {efs} | {'hnsw build s':>12}")
     for size in args.crossover_sizes:
         vectors, probes, _ = make_gallery(real, ids, model, size, args.queries, rng)
         exact = MatchIndex(TemplateMatrix(key, np.arange(size), np.arange(size), vectors), "mean")
@@ -311,17 +312,16 @@ def crossover(args, real, ids, model, rng, key) -> None:
         index = ann.AnnIndex(folder, key, "mean")
         index.sync(exact, generation=1, save=False)
         build = time.perf_counter() - t0
-        times = {"exact": [], "hnsw": []}
-        for q in probes:
-            for name, idx in (("exact", exact), ("hnsw", index)):
+        times: dict[object, list[float]] = {"exact": [], **{ef: [] for ef in args.ef}}
+        for q in probes:  # interleaved: exact, then the graph at each search width
+            for name in times:
+                if name != "exact":
+                    ann.HNSW_EF_SEARCH = name
                 t0 = time.perf_counter()
-                idx.search(q[None], 5)
+                (exact if name == "exact" else index).search(q[None], 5)
                 times[name].append((time.perf_counter() - t0) * 1000)
-        print(
-            f"{size:>8,} | {np.median(times['exact']):9.3f} | {np.median(times['hnsw']):8.3f} | "
-            f"{build:12.1f}",
-            flush=True,
-        )
+        cells = " | ".join(f"{np.median(times[ef]):12.3f}" for ef in args.ef)
+        print(f"{size:>8,} | {np.median(times['exact']):12.3f} | {cells} | {build:12.1f}", flush=True)
 
 
 def main() -> None:
@@ -337,7 +337,7 @@ def main() -> None:
         "--ef", type=int, nargs="+", default=[128, 256, 512], help="HNSW search widths (ours)"
     )
     parser.add_argument(
-        "--pg-ef", type=int, nargs="+", default=[40, 100, 200], help="pgvector hnsw.ef_search"
+        "--pg-ef", type=int, nargs="+", default=[100, 200, 400, 800], help="pgvector hnsw.ef_search"
     )
     parser.add_argument("--crossover", action="store_true", help="exact vs HNSW at small sizes")
     parser.add_argument(

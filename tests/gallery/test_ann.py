@@ -278,3 +278,33 @@ def test_index_rows_mirror_exact_search_rows() -> None:
     m = MatchIndex(TemplateMatrix(KEY, np.arange(4), persons, v), "nearest")
     keys, owners, vectors = m.rows()
     assert keys.tolist() == [0, 1, 2, 3] and owners.tolist() == [1, 1, 2, 3] and vectors.shape == (4, 8)
+
+
+def test_index_file_is_erased_even_when_the_store_must_finish_erasing_later(
+    tmp_path: Path, faces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holding an old snapshot makes the SQLite deletion end in ErasureError (its own pages are
+    erased later by purge): the rows are gone, so the index files must not keep the person either."""
+    import sqlite3
+
+    from faceprint.errors import ErasureError
+    from faceprint.gallery import SQLiteStore
+
+    monkeypatch.setattr(ann, "ANN_MIN_VECTORS", 1000)
+    path = tmp_path / "g.sqlite3"
+    with Gallery(SQLiteStore(path, purge_timeout_s=0.3)) as g:
+        fill(g, faces["vectors"], faces["persons"])
+        g.search(faces["probes"][:1], KEY)
+        secrets = person_vectors(g, "person 4")
+        graph_file = ann.index_folder(path) / f"{KEY.name}@{KEY.version}.mean.hnsw"
+        assert secrets[-1].astype("<f4").tobytes() in graph_file.read_bytes()
+        reader = sqlite3.connect(path)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM templates").fetchall()  # holds a snapshot
+        try:
+            with pytest.raises(ErasureError):
+                g.delete("person 4")
+        finally:
+            reader.close()
+        data = graph_file.read_bytes()
+        assert all(v.astype("<f4").tobytes() not in data for v in secrets)

@@ -153,22 +153,26 @@ class Gallery:
         src, dst = self.person(source), self.person(into)
         if src.id == dst.id:
             raise GalleryError(f"{self.location}: cannot merge {src.name!r} into itself")
-        with self.store.transaction():
-            for key in self.store.embedders():
-                for c in self.store.corrections(key, src.id):
-                    self.store.add_correction(replace_person(c, dst.id))
-            self.store.move_templates(src.id, dst.id)
-            self.store.set_metadata(dst.id, {**src.metadata, **dst.metadata})
-            self.store.delete_person(src.id)
-        self._erase_from_indexes()
+        try:
+            with self.store.transaction():
+                for key in self.store.embedders():
+                    for c in self.store.corrections(key, src.id):
+                        self.store.add_correction(replace_person(c, dst.id))
+                self.store.move_templates(src.id, dst.id)
+                self.store.set_metadata(dst.id, {**src.metadata, **dst.metadata})
+                self.store.delete_person(src.id)
+        finally:
+            self._erase_from_indexes()
         return self.person(dst.id)
 
     def delete(self, ref: PersonRef) -> int:
         """Delete a person, every template and every correction filed under them (no biometric bytes
         stay in the files); returns the number of templates."""
-        n = self.store.delete_person(self.person(ref).id)
-        self._erase_from_indexes()
-        return n
+        person = self.person(ref)
+        try:
+            return self.store.delete_person(person.id)
+        finally:  # also when the store's own erasure is still pending (ErasureError): the rows are gone
+            self._erase_from_indexes()
 
     def purge(self) -> None:
         """Erase from storage what earlier deletions left there (after an ``ErasureError``: a reader that
@@ -176,6 +180,7 @@ class Gallery:
         purge = getattr(self.store, "purge", None)
         if purge is not None:
             purge()
+        self._erase_from_indexes()
 
     # -- templates ----------------------------------------------------------------------------
 
@@ -212,9 +217,10 @@ class Gallery:
         )
 
     def delete_template(self, template_id: int) -> bool:
-        gone = self.store.delete_template(template_id)
-        self._erase_from_indexes()
-        return gone
+        try:
+            return self.store.delete_template(template_id)
+        finally:
+            self._erase_from_indexes()
 
     def embedders(self) -> list[EmbedderKey]:
         return self.store.embedders()
