@@ -21,7 +21,7 @@ the other half and the single-image people are strangers who may come back) repl
 and right names with and without the corrections, at the default decision and at the 1:1 threshold.
 
     python bench/bench_identify_lfw.py [--spec default: --spec facenet:embedder=facenet] [--templates 1 3]
-        [--anchor] [--corrections] [--cache PATH] [--store sqlite postgres]
+        [--anchor] [--corrections] [--cache PATH] [--store sqlite postgres] [--every N]
 """
 
 from __future__ import annotations
@@ -217,6 +217,12 @@ def main() -> None:
         default=["sqlite"],
         help="gallery stores to run on",
     )
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="every Nth LFW person only (default: all; 8: bench_search's subset)",
+    )
     args = parser.parse_args()
 
     runs = []
@@ -224,7 +230,7 @@ def main() -> None:
         from faceprint.analyzer import FaceAnalyzer
         from faceprint.evaluation.runner import PipelineConfig
 
-        lfw = lfw_embeddings(spec, args.cache)
+        lfw = lfw_embeddings(spec, args.cache, args.every)
         config = PipelineConfig.parse(spec)
         analyzer = FaceAnalyzer(
             config.detector,

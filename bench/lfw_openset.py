@@ -40,13 +40,14 @@ def embedding_cache(path: Path | None):
     return pipeline_cache()
 
 
-def lfw_embeddings(spec: str = "default:", cache: Path | None = None) -> LfwEmbeddings:
-    """Every LFW image through one pipeline configuration (``PipelineConfig.parse`` syntax), cached."""
+def lfw_embeddings(spec: str = "default:", cache: Path | None = None, every: int = 1) -> LfwEmbeddings:
+    """Every LFW image through one pipeline configuration (``PipelineConfig.parse`` syntax), cached;
+    ``every``: only every ``every``-th person by name (the subset bench_search.py uses)."""
     from faceprint.evaluation.pairs import read_lfw_people
     from faceprint.evaluation.runner import EmbeddingRunner, PipelineConfig
     from faceprint.io import labelled_images
 
-    people = labelled_images(LFW)
+    people = dict(list(labelled_images(LFW).items())[::every])
     paths = tuple(p for images in people.values() for p in images)
     labels = np.array([name for name, images in people.items() for _ in images])
     runner = EmbeddingRunner(PipelineConfig.parse(spec), cache=embedding_cache(cache))

@@ -123,9 +123,12 @@ def enroll_dir(
     open) on Ray: the same results as :func:`faceprint.gallery.enrollment.enroll_dir`, in another order."""
     import ray.data
 
+    from faceprint.gallery.store import open_store
     from faceprint.io import labelled_images
 
     jobs = [{"name": name, "path": str(p)} for name, paths in labelled_images(root).items() for p in paths]
+    # A gallery that cannot be opened fails here, once, rather than in every actor (restarted forever).
+    open_store(gallery, create=True).close()
     connect(address, num_cpus=workers)
     dataset = ray.data.from_items(jobs).map_batches(
         _EnrollWorker,
@@ -138,7 +141,7 @@ def enroll_dir(
         **_pool(workers),
     )
     results = []
-    for row in dataset.iter_rows():
+    for row in _rows(dataset):
         tid = int(row["template_id"])
         result = EnrollResult(
             str(row["source"]),
@@ -228,4 +231,12 @@ def embed_dir(
 
 
 def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
-    yield from dataset.iter_rows()
+    """The dataset's rows; a job that failed on the cluster (a worker's error that retries did not cure,
+    a cluster gone) is one BatchError with the first line of the cause, not a Ray traceback."""
+    import ray.exceptions
+
+    try:
+        yield from dataset.iter_rows()
+    except ray.exceptions.RayError as err:
+        cause = str(err).strip().splitlines()
+        raise BatchError(f"the Ray job failed: {cause[-1] if cause else type(err).__name__}") from err

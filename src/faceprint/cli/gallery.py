@@ -172,10 +172,9 @@ def enroll_dir(
 
         if ray is not None:
             from faceprint.batch import enroll_dir as ray_enroll_dir
-            from faceprint.gallery.store import gallery_location, open_store
+            from faceprint.gallery.store import gallery_location
 
             location = gallery_location(gallery)
-            open_store(location, create=True).close()  # a bad location fails here, not in every worker
             report = ray_enroll_dir(
                 location,
                 people_dir,
