@@ -230,7 +230,8 @@ def main() -> None:
         from faceprint.analyzer import FaceAnalyzer
         from faceprint.evaluation.runner import PipelineConfig
 
-        lfw = lfw_embeddings(spec, args.cache, args.every)
+        # Only the held-out people are used: of the training people, what the cache has is enough.
+        lfw = lfw_embeddings(spec, args.cache, args.every, cached_train=True)
         config = PipelineConfig.parse(spec)
         analyzer = FaceAnalyzer(
             config.detector,
@@ -260,7 +261,7 @@ def main() -> None:
         print(HEADER)
         print("-" * len(HEADER))
         for _, lfw, analyzer in runs:
-            vectors = lfw.vectors[held]
+            vectors = lfw.vectors[~lfw.train]  # the held-out people, whole and in the same order in every run
             key = f"{analyzer.embedder.name} {analyzer.embedder.version}"
             for store in args.store:
                 label = f"faceprint {key}" + (f" [{store}]" if len(args.store) > 1 else "")
@@ -278,7 +279,7 @@ def main() -> None:
     if args.corrections:
         for _, lfw, analyzer in runs:
             print(f"\n[{analyzer.embedder.name} {analyzer.embedder.version}]", end="")
-            corrections_replay(analyzer, lfw.vectors[held], labels)
+            corrections_replay(analyzer, lfw.vectors[~lfw.train], labels)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Prints:
 - the calibration error of both confidences on held-out people: 1:1 on ``pairsDevTest`` pairs, at the
   prior odds that make the threshold the even-odds point, and the identification confidence.
 
-    python bench/calibrate_openset.py [--spec default:] [--cache PATH]
+    python bench/calibrate_openset.py [--spec default:] [--cache PATH] [--cached-train]
 """
 
 from __future__ import annotations
@@ -71,9 +71,12 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, help="embedding cache file (default: faceprint's cache folder)")
     parser.add_argument("--embedder", default="dlib-resnet", help="name in the printed literal")
+    parser.add_argument(
+        "--cached-train", action="store_true", help="fit on the training people's cached images only"
+    )
     args = parser.parse_args()
 
-    lfw = lfw_embeddings(args.spec, args.cache)
+    lfw = lfw_embeddings(args.spec, args.cache, cached_train=args.cached_train)
     train_x, train_y = lfw.part(True)
     test_x, test_y = lfw.part(False)
     source = (
