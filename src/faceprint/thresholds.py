@@ -183,7 +183,9 @@ class Calibration:
 # people; its figures are in docs/gallery.md.
 _DLIB_FLIP = EmbedderKey("dlib-resnet", "2+flip")  # the default: each face averaged with its mirror
 _DLIB_ONE_VIEW = EmbedderKey("dlib-resnet", "2")
-_FACENET = EmbedderKey("facenet", "1+margin+flip")  # FaceNet's default setting
+_FACENET = EmbedderKey("facenet", "1+margin+flip")  # FaceNet's own box + margin crop
+_FACENET_TEMPLATE = EmbedderKey("facenet", "1+template+flip")  # FaceNet's default: 5-point template
+_FUSION = EmbedderKey("fusion", "1:dlib-resnet@2+flip+facenet@1+template+flip:w0.7")  # the default fusion
 BUILTIN: dict[EmbedderKey, Calibration] = {
     _DLIB_FLIP: Calibration(
         embedder=_DLIB_FLIP.name,
@@ -217,6 +219,43 @@ BUILTIN: dict[EmbedderKey, Calibration] = {
             shift_per_doubling=0.01847,
             slope=22.67,
             source="LFW View 1 training people (4,038 people, 9,525 images), FaceNet",
+        ),
+    ),
+    # FaceNet's default (5-point template, flip): `python bench/calibrate_openset.py --spec
+    # facenet:embedder=facenet --embedder facenet` (2026-12-06, detector version 3: the phantom filter
+    # drops no LFW subject face, bench/bench_phantoms.py).
+    _FACENET_TEMPLATE: Calibration(
+        embedder=_FACENET_TEMPLATE.name,
+        version=_FACENET_TEMPLATE.version,
+        threshold=0.9726,
+        slope=25.05,
+        far=0.0010,
+        tar=0.9749,
+        source="LFW View 1 training people, FaceNet template: 23,802 same / 2,000,000 different-person pairs",
+        strangers=StrangerModel(
+            tail=(2.27183, 4.53765, -9.69882),
+            shift_2=0.01591,
+            shift_per_doubling=0.01688,
+            slope=25.54,
+            source="LFW View 1 training people (4,038 people, 9,525 images), FaceNet (template)",
+        ),
+    ),
+    # dlib-resnet + facenet (faceprint.embedding.fusion, weight 0.7): `python bench/calibrate_openset.py
+    # --spec fusion:embedder=fusion --embedder fusion` (2026-12-06, as FaceNet's above).
+    _FUSION: Calibration(
+        embedder=_FUSION.name,
+        version=_FUSION.version,
+        threshold=0.6346,
+        slope=39.92,
+        far=0.0010,
+        tar=0.9828,
+        source="LFW View 1 training people, fusion: 23,802 same-person / 2,000,000 different-person pairs",
+        strangers=StrangerModel(
+            tail=(6.52176, 6.52476, -9.92083),
+            shift_2=0.02560,
+            shift_per_doubling=0.01466,
+            slope=45.00,
+            source="LFW View 1 training people (4,038 people, 9,525 images), fusion",
         ),
     ),
     # One view per face: `python bench/calibrate_openset.py --spec oneview:flip=off`.

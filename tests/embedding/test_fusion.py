@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,19 @@ def test_version_names_both_parts() -> None:
     version = FusionEmbedder().version
     assert "dlib-resnet@" in version and "facenet@" in version
     assert FusionEmbedder(weight=0.4).version != version
+
+
+def test_default_fusion_and_facenet_have_their_stranger_models() -> None:
+    """The default versions are in the thresholds table (fitted on LFW View 1's training people), so a
+    gallery of either holds its FPIR target instead of identifying at a borrowed 1:1 threshold."""
+    from faceprint.embedding.facenet import FaceNetEmbedder
+    from faceprint.thresholds import builtin_calibration
+    from faceprint.types import EmbedderKey
+
+    for embedder in (FusionEmbedder(), FaceNetEmbedder()):
+        calibration = builtin_calibration(EmbedderKey.of(embedder))
+        assert calibration is not None and calibration.strangers is not None, embedder.version
+        assert embedder.threshold == calibration.threshold
+        # more people, stricter threshold; every threshold within the range of unit-vector distances
+        sizes = [calibration.strangers.threshold({1: n}) for n in (1, 10, 100, 1000)]
+        assert all(0 < b < a < 2 for a, b in itertools.pairwise(sizes))
