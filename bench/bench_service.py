@@ -5,11 +5,12 @@
 1. Anchor: the same mix of requests (identify 60%, verify 20%, enrol 20%) on the same images, made by
    calling the library (Recognizer.identify / verify, Recognizer.enroll) in one process, one call at
    a time: requests per second.
-2. Load: a real `faceprint serve` process on 127.0.0.1 (2 CPU workers, no rate limit), ``--clients``
-   concurrent httpx clients looping for ``--seconds`` in total (bounded in time and count), in
-   ``--rounds`` that alternate with the anchor's so both meet the same shared machine: server errors,
-   p50/p99 latency per kind, requests per second and its ratio to the anchor (target >= 85%), and the
-   enrolments checked afterwards: every "enrolled" answer is exactly one template, none lost, none twice.
+2. Load: a real `faceprint serve` process on 127.0.0.1 (``--workers`` CPU workers, no rate limit),
+   ``--clients`` concurrent httpx clients looping for ``--seconds`` in total (bounded in time and
+   count), in ``--rounds`` that alternate with the anchor's (ABBA order) so both meet the same shared
+   machine: server errors, p50/p99 latency per kind, requests per second and its ratio to the anchor
+   (target >= 85%), and the enrolments checked afterwards: every "enrolled" answer is exactly one
+   template, none lost, none twice.
 3. Soak (``--soak 600``): the same mix for that long; the server's resident memory at the start (after
    a minute's warm-up of the mix) and the end, and its least-squares trend after that minute.
 4. Live page: tests/service/test_browser.py in a real browser; updates per second and capture-to-draw
@@ -112,7 +113,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(gallery: Path) -> tuple[subprocess.Popen, str, str]:
+def start_server(gallery: Path, workers: int = 2) -> tuple[subprocess.Popen, str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     cli = [sys.executable, "-c", "from faceprint.cli import main; main()"]
     token = subprocess.run(
@@ -133,6 +134,8 @@ def start_server(gallery: Path) -> tuple[subprocess.Popen, str, str]:
             str(port),
             "--rate-limit",
             "0",
+            "--workers",
+            str(workers),
             "--log-level",
             "warning",
         ],
@@ -300,6 +303,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="the server's --workers")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument(
         "--rounds", type=int, default=3, help="library/service rounds the seconds are split in"
@@ -331,16 +335,23 @@ def main() -> None:
     seed_gallery(gallery, analyzer)
     from faceprint.gallery import Gallery
 
-    proc, url, token = start_server(gallery)
+    proc, url, token = start_server(gallery, args.workers)
     anchors, loads = [], []
     try:
         asyncio.run(load(url, token, args.clients, 5, enrol_iter))  # warm-up
         with Gallery.open(gallery) as g:
             before = {p.name: p.n_templates for p in g.people()}
-        # Rounds alternate the library and the service, so both see the same (shared) machine.
+        # Rounds alternate the library and the service, so both see the same (shared) machine, in the
+        # order library, service, service, library, ... so that a load rising or falling through the
+        # run favours neither.
+        span = args.seconds / args.rounds
         for r in range(args.rounds):
-            anchors.append(run_direct(anchor_gallery, analyzer, args.seconds / args.rounds, enrol_iter))
-            loads.append(asyncio.run(load(url, token, args.clients, args.seconds / args.rounds, enrol_iter)))
+            steps = [
+                lambda: anchors.append(run_direct(anchor_gallery, analyzer, span, enrol_iter)),
+                lambda: loads.append(asyncio.run(load(url, token, args.clients, span, enrol_iter))),
+            ]
+            for step in steps if r % 2 == 0 else steps[::-1]:
+                step()
             print(
                 f"round {r + 1}: library {anchors[-1]['rps']:.2f} req/s, service {loads[-1]['rps']:.2f} req/s"
             )
@@ -382,7 +393,7 @@ def main() -> None:
         f"service rounds: {', '.join(rounds(loads))})"
     )
     print(
-        f"{'faceprint serve, 16 clients':28} {result['rps']:8.2f}   "
+        f"{f'faceprint serve, {args.clients} clients':28} {result['rps']:8.2f}   "
         f"{100 * result['rps'] / anchor:.0f}% of the library (target >= 85%)"
     )
     if soak:
