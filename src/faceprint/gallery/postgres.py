@@ -22,8 +22,9 @@ Design (what a demanding operator expects of a shared store):
   iterative scan: HNSW needs a fixed dimension and embedders differ in size (128, 256, ...), so a typed
   expression per embedder is needed anyway; and a graph holding only one embedder's vectors is searched
   without any filtering, so restricting a search to an embedder costs no recall at all (a filtered
-  scan of a shared graph loses neighbours unless it iterates, and then costs more). ``hnsw.ef_search``
-  is ``EF_SEARCH``, chosen by measurement (bench/bench_search.py's pgvector rows).
+  scan of a shared graph loses neighbours unless it iterates, and then costs more). ``HNSW_M``,
+  ``HNSW_EF_CONSTRUCTION`` and ``hnsw.ef_search`` (``EF_SEARCH``) are chosen by measurement
+  (bench/bench_search.py's pgvector rows).
 - Deletion: rows go in one transaction (templates and corrections cascade with their person), then the
   touched tables are VACUUMed so that the dead row versions and their index entries are reclaimed at
   once instead of whenever autovacuum runs. What PostgreSQL still keeps after that is said in
@@ -61,11 +62,13 @@ if TYPE_CHECKING:
 
 URL_PREFIXES = ("postgresql://", "postgres://")
 SCHEMA = "faceprint"
-# hnsw.ef_search of every connection: the candidate list of an HNSW search (pgvector's default is 40).
-EF_SEARCH = 100
-# HNSW build parameters (pgvector's defaults; bench/bench_search.py measures recall at each ef_search).
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+# HNSW build parameters and hnsw.ef_search (the candidate list of a search, set on every connection),
+# chosen with bench/bench_search.py's pgvector rows (docs/scale.md): pgvector's defaults (m 16,
+# ef_construction 64) reach recall@1 0.945 at ef_search 200 on 100k LFW-like people; m 32 /
+# ef_construction 128 reach 0.975 at 100-200 and 0.995 (recall@10 1.000) at 400, for a 2.6x longer build.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 128
+EF_SEARCH = 400
 # Any constant shared by every faceprint process: the advisory lock held while migrating.
 _MIGRATION_LOCK = 0x46505254
 
