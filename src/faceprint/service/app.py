@@ -164,8 +164,9 @@ class Camera:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
     services.bus.bind(asyncio.get_running_loop())
+    warm_up = threading.Thread(target=services.engine.warm_up, name="warm-up", daemon=True)
     if services.config.warm_up:
-        threading.Thread(target=services.engine.warm_up, name="warm-up", daemon=True).start()
+        warm_up.start()
     for source in services.config.cameras:
         camera = Camera(source, services)
         services.cameras.append(camera)
@@ -186,6 +187,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         for camera in services.cameras:
             await anyio.to_thread.run_sync(camera.thread.join, 10)
         services.cpu.shutdown(wait=True, cancel_futures=True)
+        # A server stopped right after it started must not close the gallery under the warm-up's reads.
+        if warm_up.is_alive():
+            await anyio.to_thread.run_sync(warm_up.join, 120)
         services.engine.close()
 
 
