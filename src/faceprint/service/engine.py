@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from faceprint import subject
 from faceprint.errors import FaceprintError, GalleryError
 from faceprint.service.config import ServiceConfig
 from faceprint.service.errors import ApiError
@@ -404,10 +405,10 @@ class Engine:
 
     def _remember_unknown(self, face: Face, crop: np.ndarray) -> None:
         now = time.time()
-        area = (face.box[2] - face.box[0]) * (face.box[3] - face.box[1])
         with self.clusters.lock:
             self._sighting += 1
-            self.clusters.add(self._sighting, face.embedding[None], [face.score], now, now, crop, float(area))
+            size = subject.area(face)
+            self.clusters.add(self._sighting, face.embedding[None], [face.score], now, now, crop, size)
 
     def save_unknowns(self) -> None:
         if self._clusters is None:
