@@ -37,6 +37,26 @@ def enrolled(tmp_path_factory: pytest.TempPathFactory, knn_dir: Path, analyzer) 
     return path
 
 
+@pytest.fixture(scope="session")
+def lfw_faces(lfw_dir: Path, analyzer):
+    """Real embeddings of the default pipeline: 4 LFW photos each of the first 20 people (by name) with 4
+    or more photos, as (vectors (N, D) float32, person numbers (N,))."""
+    import numpy as np
+
+    from faceprint.errors import FaceprintError
+
+    people = [d for d in sorted(lfw_dir.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= 4][:20]
+    vectors, ids = [], []
+    for i, person in enumerate(people):
+        for photo in sorted(person.iterdir())[:4]:
+            try:
+                vectors.append(analyzer.analyze_one(photo).embedding)
+                ids.append(i)
+            except FaceprintError:
+                continue
+    return np.stack(vectors).astype(np.float32), np.array(ids)
+
+
 @pytest.fixture()
 def lfw_people(tmp_path: Path, lfw_dir: Path):
     """Build PEOPLE/NAME/*.jpg from LFW images (links, not copies): ``lfw_people({name: count})``."""

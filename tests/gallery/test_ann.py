@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceprint.errors import FaceprintError
 from faceprint.gallery import EmbedderKey, Gallery, MatchIndex, ann
 from faceprint.gallery.store import TemplateMatrix
 
@@ -25,21 +24,6 @@ EMB = {"embedder": KEY.name, "embedder_version": KEY.version}
 # A few thousand people: large enough for a real graph (many layers, pruned neighbour lists), small
 # enough that hnswlib's search at the default ef visits nearly all of it, so it must equal exact search.
 N_PEOPLE = 3000
-
-
-@pytest.fixture(scope="module")
-def lfw_faces(lfw_dir: Path, analyzer) -> tuple[np.ndarray, np.ndarray]:
-    """Real embeddings: 4 LFW photos each of the first 20 people (by name) with 4 or more photos."""
-    people = [d for d in sorted(lfw_dir.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= 4][:20]
-    vectors, ids = [], []
-    for i, person in enumerate(people):
-        for photo in sorted(person.iterdir())[:4]:
-            try:
-                vectors.append(analyzer.analyze_one(photo).embedding)
-                ids.append(i)
-            except FaceprintError:
-                continue
-    return np.stack(vectors).astype(np.float32), np.array(ids)
 
 
 @pytest.fixture(scope="module")

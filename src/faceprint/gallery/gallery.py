@@ -60,13 +60,49 @@ def default_gallery_path() -> Path:
     return Path(env) if env else Path(user_data_dir("faceprint")) / "gallery.sqlite3"
 
 
+class DatabaseIndex:
+    """Search of one embedder version done by the store itself (PostgreSQL's HNSW indexes over the
+    people's means or the templates, ``PostgresStore.nearest_people``): nothing is loaded into the
+    process but ``{templates per person: people}`` (an SQL aggregate), read once per store generation."""
+
+    def __init__(self, store: Any, key: EmbedderKey, combine: Combine, counts: dict[int, int]) -> None:
+        self.store, self.key, self.combine = store, key, combine
+        self.template_counts = counts
+        self._people = sum(counts.values())
+
+    @property
+    def dim(self) -> int:
+        return self.store.dim_of(self.key) or 0
+
+    def __len__(self) -> int:
+        """Number of people."""
+        return self._people
+
+    def search_named(self, queries: np.ndarray, k: int) -> list[tuple[Candidate, ...]]:
+        found = self.store.nearest_people(self.key, queries, k, self.combine)
+        return [tuple(Candidate(pid, name, dist) for pid, name, dist in rows) for rows in found]
+
+
+def searched_rows(counts: dict[int, int], combine: Combine) -> int:
+    """How many vectors a search compares a face with: people ("mean") or templates ("nearest")."""
+    return sum(counts.values()) if combine == "mean" else sum(k * n for k, n in counts.items())
+
+
 class Gallery:
     """Known people and their templates. Open with :meth:`open`; usable as a context manager."""
 
-    def __init__(self, store: GalleryStore, *, combine: Combine = "mean") -> None:
+    def __init__(
+        self, store: GalleryStore, *, combine: Combine = "mean", database_search_from: int | None = None
+    ) -> None:
+        """``database_search_from``: searched vectors (people, or templates with ``combine="nearest"``)
+        from which a store that searches itself (PostgreSQL) is searched in the database rather than
+        exactly in this process (None: the store's ``database_search_from``; 0: always)."""
         self.store = store
         self.combine: Combine = combine
-        self._indexes: dict[EmbedderKey, tuple[int, MatchIndex | ann.AnnIndex, dict[int, str]]] = {}
+        self._database_search_from = database_search_from
+        self._indexes: dict[
+            EmbedderKey, tuple[int, MatchIndex | ann.AnnIndex | DatabaseIndex, dict[int, str]]
+        ] = {}
         # Large SQLite galleries are searched through an HNSW index kept beside the file (gallery/ann.py).
         self._ann_folder = ann.index_folder(store.path) if isinstance(store, SQLiteStore) else None
         self._ann: dict[tuple[EmbedderKey, str], ann.AnnIndex] = {}
@@ -81,11 +117,16 @@ class Gallery:
         combine: Combine = "mean",
         read_only: bool = False,
         create: bool = True,
+        database_search_from: int | None = None,
     ) -> Gallery:
         """Open (or create) the gallery at ``path``: a SQLite file, or a ``postgresql://`` URL (None:
         $FACEPRINT_GALLERY, else :func:`default_gallery_path`); see :func:`open_store` for ``read_only``
-        and ``create``."""
-        return cls(open_store(path, read_only=read_only, create=create), combine=combine)
+        and ``create``, and the constructor for ``database_search_from``."""
+        return cls(
+            open_store(path, read_only=read_only, create=create),
+            combine=combine,
+            database_search_from=database_search_from,
+        )
 
     @property
     def location(self) -> str:
@@ -290,14 +331,32 @@ class Gallery:
                 self._ann,
             )
 
-    def _index(self, key: EmbedderKey) -> tuple[MatchIndex | ann.AnnIndex, dict[int, str]]:
+    def _database_index(self, key: EmbedderKey) -> DatabaseIndex | None:
+        """The store's own search when it has one (PostgreSQL) and the gallery is large enough."""
+        store: Any = self.store
+        if not hasattr(store, "nearest_people"):
+            return None
+        threshold = self._database_search_from
+        counts = store.template_counts(key)
+        if searched_rows(counts, self.combine) < (
+            store.database_search_from if threshold is None else threshold
+        ):
+            return None
+        return DatabaseIndex(self.store, key, self.combine, counts)
+
+    def _index(self, key: EmbedderKey) -> tuple[MatchIndex | ann.AnnIndex | DatabaseIndex, dict[int, str]]:
         """The search index of one embedder and the people's names, brought up to date only when the
         store has changed since (any process's write changes the generation): exact for small
-        galleries, the HNSW index of ``gallery/ann.py`` for large SQLite ones."""
+        galleries, the HNSW index of ``gallery/ann.py`` for large SQLite ones, the database's own HNSW
+        indexes for large PostgreSQL ones (no template loaded; names come with the results)."""
         generation = self.store.generation()
         with self._lock:
             cached = self._indexes.get(key)
             if cached is None or cached[0] != generation or cached[1].combine != self.combine:
+                database = self._database_index(key)
+                if database is not None:
+                    self._indexes[key] = cached = (generation, database, {})
+                    return database, {}
                 # Templates first, then names: another process may commit between the two reads, and
                 # people are read after their templates so that every indexed person has a name.
                 index = ann.searcher(
@@ -346,6 +405,8 @@ class Gallery:
                 f"{self.location}: query embeddings have {queries.shape[1]} dimensions, "
                 f"the {embedder} templates {index.dim}"
             )
+        if isinstance(index, DatabaseIndex):
+            return index.search_named(queries, top_k)
         ids, dists = index.search(queries, top_k)
         return [
             tuple(

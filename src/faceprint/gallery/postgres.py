@@ -119,9 +119,74 @@ CREATE INDEX corrections_by_embedder ON {SCHEMA}.corrections (embedder, embedder
 CREATE INDEX corrections_by_person ON {SCHEMA}.corrections (person_id)
 """
 
-# MIGRATIONS[i] takes a gallery at schema version i to version i + 1 (run in one transaction).
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: one row per person and embedder version holding the normalised mean of their templates
+# (what the default ``combine="mean"`` search compares a face with) and how many templates it is made of,
+# so that a large gallery is searched in the database (one partial HNSW index per embedder version, as
+# the templates have) and nobody loads every template. A trigger on ``templates`` recomputes a person's
+# row from their templates in the same transaction as every write that changes them (enrolment,
+# template deletion, merges, person deletion through the cascade, imports), so it is exact, never an
+# incremental sum that drifts. The person's row is locked first, so two transactions adding templates
+# of one person at once serialise and the second recomputes with the first's template (READ COMMITTED:
+# each statement of the function takes a fresh snapshot). The migration fills the table from the
+# templates already there; each embedder version's HNSW index is created after it (``_index_means``).
+_V2 = (
+    f"""CREATE TABLE {SCHEMA}.person_means (
+    person_id bigint NOT NULL REFERENCES {SCHEMA}.people(id) ON DELETE CASCADE,
+    embedder text NOT NULL,
+    embedder_version text NOT NULL,
+    n_templates integer NOT NULL CHECK (n_templates > 0),
+    mean vector NOT NULL,
+    PRIMARY KEY (embedder, embedder_version, person_id),
+    FOREIGN KEY (embedder, embedder_version) REFERENCES {SCHEMA}.embedders(name, version)
+)""",
+    f"CREATE INDEX person_means_by_person ON {SCHEMA}.person_means (person_id)",
+    f"""CREATE FUNCTION {SCHEMA}.refresh_person_mean(p bigint, e text, v text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+    total vector;
+BEGIN
+    PERFORM 1 FROM {SCHEMA}.people WHERE id = p FOR UPDATE;
+    SELECT count(*), sum(embedding) INTO n, total FROM {SCHEMA}.templates
+        WHERE person_id = p AND embedder = e AND embedder_version = v;
+    IF n = 0 THEN
+        DELETE FROM {SCHEMA}.person_means WHERE person_id = p AND embedder = e AND embedder_version = v;
+    ELSE
+        INSERT INTO {SCHEMA}.person_means (person_id, embedder, embedder_version, n_templates, mean)
+            VALUES (p, e, v, n, l2_normalize(total))
+            ON CONFLICT (embedder, embedder_version, person_id)
+            DO UPDATE SET n_templates = EXCLUDED.n_templates, mean = EXCLUDED.mean;
+    END IF;
+END $$""",
+    f"""CREATE FUNCTION {SCHEMA}.templates_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM {SCHEMA}.refresh_person_mean(OLD.person_id, OLD.embedder, OLD.embedder_version);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM {SCHEMA}.refresh_person_mean(NEW.person_id, NEW.embedder, NEW.embedder_version);
+    END IF;
+    RETURN NULL;
+END $$""",
+    f"""CREATE TRIGGER templates_person_means
+AFTER INSERT OR DELETE OR UPDATE OF person_id, embedder, embedder_version, embedding ON {SCHEMA}.templates
+FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.templates_changed()""",
+    f"""INSERT INTO {SCHEMA}.person_means (person_id, embedder, embedder_version, n_templates, mean)
+SELECT person_id, embedder, embedder_version, count(*), l2_normalize(sum(embedding))
+FROM {SCHEMA}.templates GROUP BY person_id, embedder, embedder_version""",
+)
+
+# MIGRATIONS[i] takes a gallery at schema version i to version i + 1 (run in one transaction): a script
+# of statements separated by ";", or the statements one by one (function bodies hold ";").
+MIGRATIONS: tuple[str | tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
+# Searched vectors (people for combine="mean", templates for "nearest") from which ``Gallery.search`` on
+# this store goes to the database's HNSW indexes instead of loading every template into the process:
+# the embedded index's crossover (ann.ANN_MIN_VECTORS), which bench/bench_search.py's ``gallery-pg``
+# rows confirmed for this store (docs/scale.md, "How a PostgreSQL gallery searches").
+DB_SEARCH_MIN_VECTORS = 10_000
+# combine="nearest" in the database: templates fetched per person asked for, grown until enough people.
+NEAREST_OVERSAMPLE = 4
 
 
 def is_postgres_url(target: object) -> bool:
@@ -192,6 +257,11 @@ class PostgresStore:
                 f"{self.location}: cannot open the gallery database ({_first_line(err)})"
             ) from err
 
+    @property
+    def database_search_from(self) -> int:
+        """Searched vectors from which ``Gallery.search`` uses :meth:`nearest_people`."""
+        return DB_SEARCH_MIN_VECTORS
+
     # -- opening ------------------------------------------------------------------------------
 
     def _migrate(self, conn: psycopg.Connection, create: bool) -> None:
@@ -216,9 +286,20 @@ class PostgresStore:
                 conn.execute(f"INSERT INTO {SCHEMA}.schema_version (version) VALUES (0)")
                 version = 0
             for step in range(version, SCHEMA_VERSION):
-                for statement in filter(str.strip, MIGRATIONS[step].split(";")):
+                script = MIGRATIONS[step]
+                statements = script.split(";") if isinstance(script, str) else script
+                for statement in filter(str.strip, statements):
                     conn.execute(statement)  # type: ignore[call-overload]
+            self._index_means(conn)
             conn.execute(f"UPDATE {SCHEMA}.schema_version SET version = %s", (SCHEMA_VERSION,))
+
+    def _index_means(self, conn: psycopg.Connection) -> None:
+        """Every embedder version's partial HNSW index on ``person_means`` (after migrating to version 2,
+        the embedders already there get theirs; later ones get it with their first template)."""
+        for name, version, dim in conn.execute(
+            f"SELECT name, version, dim FROM {SCHEMA}.embedders"
+        ).fetchall():
+            conn.execute(hnsw_index_sql(EmbedderKey(name, version), int(dim), "person_means"))
 
     def _version(self, conn: psycopg.Connection) -> int | None:
         """The gallery's schema version; None for a database without a faceprint schema."""
@@ -334,7 +415,7 @@ class PostgresStore:
     def purge(self) -> None:
         """Erase what earlier deletions left (after an ``ErasureError``): VACUUM every table, waiting as a
         deletion does for older transactions to end."""
-        self._vacuum({"people", "templates", "corrections", "meta"})
+        self._vacuum({"people", "templates", "person_means", "corrections", "meta"})
 
     # -- people -------------------------------------------------------------------------------
 
@@ -397,6 +478,8 @@ class PostgresStore:
             # What is left is what the target already had (same content and embedder).
             if self._execute(f"DELETE FROM {SCHEMA}.templates WHERE person_id = %s", (from_person,)).rowcount:
                 self._local.vacuum.add("templates")
+            # The source's mean is gone (or replaced) either way: its old row versions go now.
+            self._local.vacuum.add("person_means")
         return moved
 
     def delete_person(self, person_id: int) -> int:
@@ -406,7 +489,7 @@ class PostgresStore:
             ).fetchone()
             # templates and corrections: ON DELETE CASCADE
             self._execute(f"DELETE FROM {SCHEMA}.people WHERE id = %s", (person_id,))
-            self._local.vacuum |= {"people", "templates", "corrections"}
+            self._local.vacuum |= {"people", "templates", "person_means", "corrections"}
         return int(row[0]) if row else 0
 
     # -- templates ----------------------------------------------------------------------------
@@ -428,6 +511,7 @@ class PostgresStore:
                 ).fetchone()
                 if inserted is not None:
                     self._execute(hnsw_index_sql(key, dim))
+                    self._execute(hnsw_index_sql(key, dim, "person_means"))
                     known = dim
                 else:
                     row = self._execute(
@@ -518,7 +602,7 @@ class PostgresStore:
         with self.transaction():
             gone = self._execute(f"DELETE FROM {SCHEMA}.templates WHERE id = %s", (template_id,)).rowcount > 0
             if gone:
-                self._local.vacuum.add("templates")
+                self._local.vacuum |= {"templates", "person_means"}
         return gone
 
     def embedders(self) -> list[EmbedderKey]:
@@ -555,7 +639,7 @@ class PostgresStore:
         from psycopg import sql
 
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        dim = self._dim_of(embedder)
+        dim = self.dim_of(embedder)
         empty = (
             np.zeros((len(q), 0), np.int64),
             np.zeros((len(q), 0), np.int64),
@@ -592,7 +676,82 @@ class PostgresStore:
         dist = np.sqrt(np.maximum(0.0, 2.0 + 2.0 * neg_ip)).astype(np.float32)
         return ids, pids, dist
 
-    def _dim_of(self, embedder: EmbedderKey) -> int | None:
+    def template_counts(self, embedder: EmbedderKey) -> dict[int, int]:
+        """``{templates per person: people}`` among the people with templates of this embedder version,
+        by an aggregate over ``person_means`` (no template is read)."""
+        rows = self._query(
+            f"SELECT n_templates, count(*) FROM {SCHEMA}.person_means "
+            "WHERE embedder = %s AND embedder_version = %s GROUP BY n_templates",
+            (embedder.name, embedder.version),
+        )
+        return {int(n): int(c) for n, c in rows}
+
+    def nearest_people(
+        self, embedder: EmbedderKey, queries: np.ndarray, k: int, combine: str = "mean"
+    ) -> list[list[tuple[int, str, float]]]:
+        """The ``k`` nearest people of each query through the embedder's HNSW indexes, as (person id,
+        name, Euclidean distance on unit vectors), nearest first: ``combine="mean"`` compares with each
+        person's normalised mean (``person_means``), ``"nearest"`` with their nearest template (templates
+        fetched ``NEAREST_OVERSAMPLE`` per person asked for, more until ``k`` different people are among
+        them or none is left). Approximate: recall depends on ``EF_SEARCH`` (docs/scale.md). Names come
+        from the same statement, so a person deleted meanwhile is never returned without one."""
+        import psycopg
+        from psycopg import sql
+
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        dim = self.dim_of(embedder)
+        if dim is None or k < 1:
+            return [[] for _ in q]
+        if q.shape[1] != dim:
+            raise GalleryError(
+                f"{self.location}: queries have {q.shape[1]} dimensions, the {embedder} templates {dim}"
+            )
+        table, column, key = (
+            ("person_means", "mean", "person_id") if combine == "mean" else ("templates", "embedding", "id")
+        )
+        # The expression and predicate must be those of the partial index for the planner to use it;
+        # the index scan is inner, the join with the names outer (a join inside could stop the planner
+        # from using the index).
+        statement = sql.SQL(
+            "SELECT s.person_id, p.name, s.neg_ip FROM (SELECT {key} AS row_key, person_id, "
+            "({column}::vector({dim})) <#> %(q)s AS neg_ip FROM {schema}.{table} "
+            "WHERE embedder = {name} AND embedder_version = {version} "
+            "ORDER BY {column}::vector({dim}) <#> %(q)s LIMIT %(n)s) s "
+            "JOIN {schema}.people p ON p.id = s.person_id ORDER BY s.neg_ip, s.row_key"
+        ).format(
+            key=sql.Identifier(key),
+            column=sql.Identifier(column),
+            dim=sql.Literal(dim),
+            schema=sql.Identifier(SCHEMA),
+            table=sql.Identifier(table),
+            name=sql.Literal(embedder.name),
+            version=sql.Literal(embedder.version),
+        )
+        found = []
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                # More rows than hnsw.ef_search (k large, or the oversampled templates): pgvector 0.8's
+                # iterative scan goes on searching the graph instead of stopping at ef_search rows.
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                cur = conn.cursor(binary=True)
+                for vector in q:
+                    n = k if combine == "mean" else k * NEAREST_OVERSAMPLE
+                    while True:
+                        rows = cur.execute(statement, {"q": vector, "n": n}).fetchall()
+                        people: dict[int, tuple[int, str, float]] = {}
+                        for pid, name, neg_ip in rows:
+                            if pid not in people:
+                                dist = float(np.sqrt(max(0.0, 2.0 + 2.0 * float(neg_ip))))
+                                people[pid] = (int(pid), name, dist)
+                        if combine == "mean" or len(people) >= k or len(rows) < n:
+                            break
+                        n *= 4
+                    found.append(list(people.values())[:k])
+        except psycopg.Error as err:
+            raise GalleryError(f"{self.location}: {_first_line(err)}") from err
+        return found
+
+    def dim_of(self, embedder: EmbedderKey) -> int | None:
         if embedder not in self._dims:
             rows = self._query(
                 f"SELECT dim FROM {SCHEMA}.embedders WHERE name = %s AND version = %s",
@@ -708,7 +867,8 @@ class PostgresStore:
         try:
             with self._pool.connection() as conn:
                 conn.execute(
-                    f"VACUUM FULL {SCHEMA}.people, {SCHEMA}.templates, {SCHEMA}.corrections, {SCHEMA}.meta"
+                    f"VACUUM FULL {SCHEMA}.people, {SCHEMA}.templates, {SCHEMA}.person_means, "
+                    f"{SCHEMA}.corrections, {SCHEMA}.meta"
                 )
         except psycopg.Error as err:
             raise GalleryError(f"{self.location}: VACUUM failed ({_first_line(err)})") from err
@@ -717,17 +877,24 @@ class PostgresStore:
         self._pool.close()
 
 
-def hnsw_index_sql(key: EmbedderKey, dim: int) -> Any:
-    """The statement creating the partial HNSW index of one embedder version (a ``psycopg.sql`` object)."""
+# The vector column of each table with a partial HNSW index per embedder version.
+_VECTOR_COLUMN = {"templates": "embedding", "person_means": "mean"}
+
+
+def hnsw_index_sql(key: EmbedderKey, dim: int, table: str = "templates") -> Any:
+    """The statement creating the partial HNSW index of one embedder version on ``templates`` or
+    ``person_means`` (a ``psycopg.sql`` object)."""
     from psycopg import sql
 
     return sql.SQL(
-        "CREATE INDEX IF NOT EXISTS {index} ON {schema}.templates USING hnsw "
-        "((embedding::vector({dim})) vector_ip_ops) WITH (m = {m}, ef_construction = {ef}) "
+        "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} USING hnsw "
+        "(({column}::vector({dim})) vector_ip_ops) WITH (m = {m}, ef_construction = {ef}) "
         "WHERE embedder = {name} AND embedder_version = {version}"
     ).format(
-        index=sql.Identifier(hnsw_index_name(key)),
+        index=sql.Identifier(hnsw_index_name(key, table)),
         schema=sql.Identifier(SCHEMA),
+        table=sql.Identifier(table),
+        column=sql.Identifier(_VECTOR_COLUMN[table]),
         dim=sql.Literal(dim),
         m=sql.Literal(HNSW_M),
         ef=sql.Literal(HNSW_EF_CONSTRUCTION),
@@ -736,9 +903,10 @@ def hnsw_index_sql(key: EmbedderKey, dim: int) -> Any:
     )
 
 
-def hnsw_index_name(key: EmbedderKey) -> str:
-    """The partial HNSW index of one embedder version (names may hold any characters: hashed)."""
-    return "templates_hnsw_" + hashlib.sha256(f"{key.name}@{key.version}".encode()).hexdigest()[:16]
+def hnsw_index_name(key: EmbedderKey, table: str = "templates") -> str:
+    """The partial HNSW index of one embedder version on ``table`` (names may hold any characters:
+    hashed)."""
+    return f"{table}_hnsw_" + hashlib.sha256(f"{key.name}@{key.version}".encode()).hexdigest()[:16]
 
 
 def _configure(conn: psycopg.Connection, *, ef_search: int) -> None:
