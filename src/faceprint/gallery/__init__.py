@@ -7,7 +7,7 @@ Importing this package is cheap (NumPy and the stdlib); models load only when en
 from __future__ import annotations
 
 from faceprint.gallery.enrollment import EnrollReport, EnrollResult
-from faceprint.gallery.gallery import Gallery, default_gallery_path
+from faceprint.gallery.gallery import DatabaseIndex, Gallery, default_gallery_path
 from faceprint.gallery.matching import Candidate, MatchIndex
 from faceprint.gallery.sqlite import SQLiteStore
 from faceprint.gallery.store import Correction, EmbedderKey, GalleryStore, Person, Template, open_store
@@ -15,6 +15,7 @@ from faceprint.gallery.store import Correction, EmbedderKey, GalleryStore, Perso
 __all__ = [
     "Candidate",
     "Correction",
+    "DatabaseIndex",
     "EmbedderKey",
     "EnrollReport",
     "EnrollResult",

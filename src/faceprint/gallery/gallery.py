@@ -384,6 +384,23 @@ class Gallery:
             return {1: total} if total else {}
         return dict(index.template_counts)
 
+    def distances_to(self, ref: PersonRef, embeddings: np.ndarray, embedder: EmbedderKey) -> np.ndarray:
+        """The distance of each embedding to one person as search measures it (to the normalised mean of
+        their templates, or with ``combine="nearest"`` to the nearest one), computed exactly from that
+        person's templates alone, whatever the gallery's size; inf where they have none of ``embedder``."""
+        person = self.person(ref)
+        queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        own = [t.embedding for t in self.store.templates(person.id) if t.embedder == embedder]
+        if not own:
+            return np.full(len(queries), np.inf)
+        vectors = np.stack(own)
+        if self.combine == "mean":
+            total = vectors.sum(axis=0)
+            sims = queries @ (total / np.linalg.norm(total))
+        else:
+            sims = (queries @ vectors.T).max(axis=1)
+        return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims))
+
     def search(
         self, embeddings: np.ndarray, embedder: EmbedderKey, top_k: int = 1
     ) -> list[tuple[Candidate, ...]]:

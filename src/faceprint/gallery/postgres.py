@@ -180,11 +180,6 @@ FROM {SCHEMA}.templates GROUP BY person_id, embedder, embedder_version""",
 # of statements separated by ";", or the statements one by one (function bodies hold ";").
 MIGRATIONS: tuple[str | tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
-# Searched vectors (people for combine="mean", templates for "nearest") from which ``Gallery.search`` on
-# this store goes to the database's HNSW indexes instead of loading every template into the process:
-# the embedded index's crossover (ann.ANN_MIN_VECTORS), which bench/bench_search.py's ``gallery-pg``
-# rows confirmed for this store (docs/scale.md, "How a PostgreSQL gallery searches").
-DB_SEARCH_MIN_VECTORS = 10_000
 # combine="nearest" in the database: templates fetched per person asked for, grown until enough people.
 NEAREST_OVERSAMPLE = 4
 
@@ -259,8 +254,15 @@ class PostgresStore:
 
     @property
     def database_search_from(self) -> int:
-        """Searched vectors from which ``Gallery.search`` uses :meth:`nearest_people`."""
-        return DB_SEARCH_MIN_VECTORS
+        """Searched vectors (people for ``combine="mean"``, templates for ``"nearest"``) from which
+        ``Gallery.search`` goes to :meth:`nearest_people` rather than loading every template into the
+        process: the embedded index's crossover, ``ann.ANN_MIN_VECTORS``, one policy for both stores.
+        bench/bench_search.py's ``gallery-pg`` rows (docs/scale.md) measured why it holds here too: from
+        there on, the exact path's re-read of every template after each write (in every process) costs
+        as much as dozens of pgvector searches, which already find what exact search finds."""
+        from faceprint.gallery import ann
+
+        return ann.ANN_MIN_VECTORS
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -842,7 +844,8 @@ class PostgresStore:
 
     def integrity_check(self) -> list[str]:
         """``["ok"]`` when every template and correction belongs to a person and of a registered
-        embedder (the foreign keys guarantee it; this proves it on the data), else the problems."""
+        embedder (the foreign keys guarantee it; this proves it on the data) and every person's row in
+        ``person_means`` counts their templates (the trigger guarantees it), else the problems."""
         problems = []
         for table in ("templates", "corrections"):
             (orphans,) = self._query(
@@ -858,6 +861,14 @@ class PostgresStore:
         )[0]
         if mixed:
             problems.append(f"{mixed} templates of the wrong size for their embedder")
+        (stale,) = self._query(
+            f"SELECT count(*) FROM (SELECT person_id, embedder, embedder_version, count(*) AS n FROM "
+            f"{SCHEMA}.templates GROUP BY person_id, embedder, embedder_version) t FULL JOIN "
+            f"{SCHEMA}.person_means m USING (person_id, embedder, embedder_version) "
+            "WHERE t.n IS DISTINCT FROM m.n_templates"
+        )[0]
+        if stale:
+            problems.append(f"{stale} people whose stored mean does not match their templates")
         return problems or ["ok"]
 
     def vacuum(self) -> None:
