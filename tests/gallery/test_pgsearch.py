@@ -241,8 +241,9 @@ def test_migration_fills_the_means_of_a_gallery_of_the_previous_schema(url: str,
 
     with psycopg.connect(url, autocommit=True) as db:
         db.execute("DROP TABLE faceprint.person_means")
-        db.execute("DROP FUNCTION faceprint.templates_changed() CASCADE")
-        db.execute("DROP FUNCTION faceprint.refresh_person_mean(bigint, text, text)")
+        for event in ("inserted", "deleted", "updated"):
+            db.execute(f"DROP FUNCTION faceprint.templates_{event}() CASCADE")
+        db.execute("DROP FUNCTION faceprint.refresh_person_means(bigint[])")
         db.execute("UPDATE faceprint.schema_version SET version = 1")
     with Gallery.open(url, database_search_from=0) as g:
         with psycopg.connect(url, autocommit=True) as db:
@@ -259,3 +260,36 @@ def test_migration_fills_the_means_of_a_gallery_of_the_previous_schema(url: str,
         # The trigger is back: a new template moves the mean.
         g.add_template("person 0", faces["real_probes"][0], content_hash="fourth", **EMB)
         assert stored_means(url)[g.person("person 0").id][0] == 4
+
+
+def test_concurrent_writers_of_one_person_keep_the_mean_exact(url: str, faces) -> None:
+    """Two threads (two connections, two transactions at a time) enrol templates of the same person and
+    delete some, at once: no deadlock, no lost update; the stored mean is that of what is there."""
+    import threading
+
+    dim = faces["vectors"].shape[1]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+    with Gallery.open(url, database_search_from=0) as g:
+        pid = g.add_person("contested")
+
+        def writer(tag: str) -> None:
+            try:
+                start.wait()
+                vectors = np.random.default_rng(ord(tag)).standard_normal((12, dim)).astype(np.float32)
+                for i, v in enumerate(vectors):
+                    tid = g.add_template(pid, v, content_hash=f"{tag}{i}", **EMB)
+                    if i % 4 == 3:
+                        g.delete_template(tid)
+            except BaseException as err:  # re-raised in the test's thread below
+                errors.append(err)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert stored_means(url)[pid][0] == 18
+        assert_means_are_exact(g, url)
+        assert g.store.integrity_check() == ["ok"]

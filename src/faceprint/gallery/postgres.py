@@ -122,12 +122,15 @@ CREATE INDEX corrections_by_person ON {SCHEMA}.corrections (person_id)
 # Version 2: one row per person and embedder version holding the normalised mean of their templates
 # (what the default ``combine="mean"`` search compares a face with) and how many templates it is made of,
 # so that a large gallery is searched in the database (one partial HNSW index per embedder version, as
-# the templates have) and nobody loads every template. A trigger on ``templates`` recomputes a person's
-# row from their templates in the same transaction as every write that changes them (enrolment,
-# template deletion, merges, person deletion through the cascade, imports), so it is exact, never an
-# incremental sum that drifts. The person's row is locked first, so two transactions adding templates
-# of one person at once serialise and the second recomputes with the first's template (READ COMMITTED:
-# each statement of the function takes a fresh snapshot). The migration fills the table from the
+# the templates have) and nobody loads every template. Statement-level triggers on ``templates``
+# recompute the rows of the people a statement touched from their templates, in the same transaction as
+# every write that changes them (enrolment, template deletion, merges, person deletion through the
+# cascade, imports), so a mean is exact, never an incremental sum that drifts, and a bulk statement (a
+# COPY, a cascade) recomputes its people in one pass. The people's rows are locked first, in id order,
+# ``FOR NO KEY UPDATE``: two transactions adding templates of one person at once serialise, and the second
+# recomputes with the first's template (READ COMMITTED: each statement of the function takes a fresh
+# snapshot); that lock does not conflict with the ``FOR KEY SHARE`` the templates' foreign key check
+# takes, so two enrolments of one person cannot deadlock on it. The migration fills the table from the
 # templates already there; each embedder version's HNSW index is created after it (``_index_means``).
 _V2 = (
     f"""CREATE TABLE {SCHEMA}.person_means (
@@ -140,37 +143,44 @@ _V2 = (
     FOREIGN KEY (embedder, embedder_version) REFERENCES {SCHEMA}.embedders(name, version)
 )""",
     f"CREATE INDEX person_means_by_person ON {SCHEMA}.person_means (person_id)",
-    f"""CREATE FUNCTION {SCHEMA}.refresh_person_mean(p bigint, e text, v text) RETURNS void
+    f"""CREATE FUNCTION {SCHEMA}.refresh_person_means(ids bigint[]) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-    total vector;
 BEGIN
-    PERFORM 1 FROM {SCHEMA}.people WHERE id = p FOR UPDATE;
-    SELECT count(*), sum(embedding) INTO n, total FROM {SCHEMA}.templates
-        WHERE person_id = p AND embedder = e AND embedder_version = v;
-    IF n = 0 THEN
-        DELETE FROM {SCHEMA}.person_means WHERE person_id = p AND embedder = e AND embedder_version = v;
-    ELSE
-        INSERT INTO {SCHEMA}.person_means (person_id, embedder, embedder_version, n_templates, mean)
-            VALUES (p, e, v, n, l2_normalize(total))
-            ON CONFLICT (embedder, embedder_version, person_id)
-            DO UPDATE SET n_templates = EXCLUDED.n_templates, mean = EXCLUDED.mean;
-    END IF;
+    PERFORM 1 FROM {SCHEMA}.people WHERE id = ANY(ids) ORDER BY id FOR NO KEY UPDATE;
+    DELETE FROM {SCHEMA}.person_means m WHERE m.person_id = ANY(ids) AND NOT EXISTS (
+        SELECT 1 FROM {SCHEMA}.templates t WHERE t.person_id = m.person_id AND t.embedder = m.embedder
+        AND t.embedder_version = m.embedder_version);
+    INSERT INTO {SCHEMA}.person_means AS m (person_id, embedder, embedder_version, n_templates, mean)
+        SELECT person_id, embedder, embedder_version, count(*), l2_normalize(sum(embedding))
+        FROM {SCHEMA}.templates WHERE person_id = ANY(ids)
+        GROUP BY person_id, embedder, embedder_version
+        ON CONFLICT (embedder, embedder_version, person_id) DO UPDATE
+        SET n_templates = EXCLUDED.n_templates, mean = EXCLUDED.mean
+        WHERE m.n_templates <> EXCLUDED.n_templates OR m.mean <> EXCLUDED.mean;
 END $$""",
-    f"""CREATE FUNCTION {SCHEMA}.templates_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    f"""CREATE FUNCTION {SCHEMA}.templates_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        PERFORM {SCHEMA}.refresh_person_mean(OLD.person_id, OLD.embedder, OLD.embedder_version);
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        PERFORM {SCHEMA}.refresh_person_mean(NEW.person_id, NEW.embedder, NEW.embedder_version);
-    END IF;
+    PERFORM {SCHEMA}.refresh_person_means(ARRAY(SELECT DISTINCT person_id FROM new_rows));
     RETURN NULL;
 END $$""",
-    f"""CREATE TRIGGER templates_person_means
-AFTER INSERT OR DELETE OR UPDATE OF person_id, embedder, embedder_version, embedding ON {SCHEMA}.templates
-FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.templates_changed()""",
+    f"""CREATE FUNCTION {SCHEMA}.templates_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM {SCHEMA}.refresh_person_means(ARRAY(SELECT DISTINCT person_id FROM old_rows));
+    RETURN NULL;
+END $$""",
+    f"""CREATE FUNCTION {SCHEMA}.templates_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM {SCHEMA}.refresh_person_means(ARRAY(
+        SELECT person_id FROM old_rows UNION SELECT person_id FROM new_rows));
+    RETURN NULL;
+END $$""",
+    f"""CREATE TRIGGER person_means_insert AFTER INSERT ON {SCHEMA}.templates
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.templates_inserted()""",
+    f"""CREATE TRIGGER person_means_delete AFTER DELETE ON {SCHEMA}.templates
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.templates_deleted()""",
+    f"""CREATE TRIGGER person_means_update AFTER UPDATE ON {SCHEMA}.templates
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.templates_updated()""",
     f"""INSERT INTO {SCHEMA}.person_means (person_id, embedder, embedder_version, n_templates, mean)
 SELECT person_id, embedder, embedder_version, count(*), l2_normalize(sum(embedding))
 FROM {SCHEMA}.templates GROUP BY person_id, embedder, embedder_version""",
