@@ -37,6 +37,26 @@ def test_identify_names_both_people_of_a_group_photo(enrolled_url: str, knn_dir:
     assert child.person_id is None and child.distance > threshold and child.confidence < 0.5
 
 
+def test_a_confirmation_on_a_group_photo_is_about_the_face_of_that_person(
+    enrolled_url: str, knn_dir: Path, analyzer
+) -> None:
+    """With several faces and no face index, the face a correction means is the one face near the
+    named person (``Gallery.distances_to``, from that person's templates alone)."""
+    group = knn_dir / "test" / "obama_and_biden.jpg"
+    with Gallery.open(enrolled_url) as g:
+        recognizer = Recognizer(g, analyzer)
+        faces = {m.name: m.face.embedding for m in recognizer.identify(group)}
+        for name in ("obama", "biden"):
+            done = recognizer.confirm(group, name)
+            assert done.template_id is not None, done
+            added = next(t for t in g.templates(name) if t.id == done.template_id)
+            want = faces[name] / np.linalg.norm(faces[name])
+            # The same face's embedding, stored normalised (float32 rounding): 1e-5.
+            np.testing.assert_allclose(added.embedding, want, atol=1e-5)
+            distances = g.distances_to(name, np.stack(list(faces.values())), recognizer.key)
+            assert int(np.argmin(distances)) == list(faces).index(name)
+
+
 def test_unenrolled_people_are_unknown(enrolled_url: str, new_gallery_url, knn_dir: Path, analyzer) -> None:
     with Gallery.open(enrolled_url) as g:
         recognizer = Recognizer(g, analyzer)
