@@ -197,7 +197,7 @@ class Pgvector:
 class PgGallery:
     """``Gallery.search`` on a PostgreSQL gallery as a user runs it: people and one template each (its
     vector is the person's mean, so ``person_means`` holds exactly the people vectors) loaded with COPY,
-    the store's trigger filling ``person_means`` row by row, then the store's own partial HNSW index on
+    the store's triggers filling ``person_means``, then the store's own partial HNSW index on
     ``person_means`` built once (the templates' index is not built: ``combine="mean"`` never reads it).
     ``database`` searches through pgvector (the crossover forced to 0); ``reload_s`` is what the exact
     in-process path costs each process after any write (``store.matrix`` + ``MatchIndex``)."""
