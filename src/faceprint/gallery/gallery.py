@@ -28,6 +28,7 @@ from faceprint.gallery.store import (
     NewTemplate,
     Person,
     Template,
+    TemplateMatrix,
     open_store,
 )
 from faceprint.models import write_atomic
@@ -88,6 +89,24 @@ def searched_rows(counts: dict[int, int], combine: Combine) -> int:
     return sum(counts.values()) if combine == "mean" else sum(k * n for k, n in counts.items())
 
 
+def _replace_rows(old: TemplateMatrix, changed: np.ndarray, fresh: TemplateMatrix) -> TemplateMatrix:
+    """``old`` without the rows of the ``changed`` template ids, plus ``fresh`` (what those ids are now),
+    in template id order, as the store's ``matrix`` gives them."""
+    keep = ~np.isin(old.template_ids, changed)
+    parts = [(old.template_ids[keep], old.person_ids[keep], old.embeddings[keep])]
+    if len(fresh.template_ids):
+        parts.append((fresh.template_ids, fresh.person_ids, fresh.embeddings))
+    parts = [part for part in parts if len(part[0])] or parts[:1]
+    ids = np.concatenate([t for t, _, _ in parts])
+    order = np.argsort(ids, kind="stable")
+    return TemplateMatrix(
+        old.embedder,
+        ids[order],
+        np.concatenate([p for _, p, _ in parts])[order],
+        np.ascontiguousarray(np.concatenate([e for _, _, e in parts])[order]),
+    )
+
+
 class Gallery:
     """Known people and their templates. Open with :meth:`open`; usable as a context manager."""
 
@@ -103,6 +122,9 @@ class Gallery:
         self._indexes: dict[
             EmbedderKey, tuple[int, MatchIndex | ann.AnnIndex | DatabaseIndex, dict[int, str]]
         ] = {}
+        # The templates (and everybody's names) the exact and embedded-HNSW paths search, per embedder,
+        # with the generation they were read at: brought forward through the store's change log.
+        self._templates: dict[EmbedderKey, tuple[int, TemplateMatrix, dict[int, str]]] = {}
         # Large SQLite galleries are searched through an HNSW index kept beside the file (gallery/ann.py).
         self._ann_folder = ann.index_folder(store.path) if isinstance(store, SQLiteStore) else None
         self._ann: dict[tuple[EmbedderKey, str], ann.AnnIndex] = {}
@@ -357,23 +379,47 @@ class Gallery:
                 if database is not None:
                     self._indexes[key] = cached = (generation, database, {})
                     return database, {}
-                # Templates first, then names: another process may commit between the two reads, and
-                # people are read after their templates so that every indexed person has a name.
+                matrix, names = self._current_templates(key, generation)
                 index = ann.searcher(
                     self._ann_folder,
                     key,
                     self.combine,
                     generation,
-                    lambda: MatchIndex(self.store.matrix(key), self.combine),
+                    lambda: MatchIndex(matrix, self.combine),
                     self._ann.get((key, self.combine)),
                 )
                 if isinstance(index, ann.AnnIndex):
                     self._ann[(key, self.combine)] = index
                 else:
                     self._ann.pop((key, self.combine), None)
-                cached = (generation, index, {p.id: p.name for p in self.people()})
+                cached = (generation, index, names)
                 self._indexes[key] = cached
             return cached[1], cached[2]
+
+    def _current_templates(self, key: EmbedderKey, generation: int) -> tuple[TemplateMatrix, dict[int, str]]:
+        """Every template of ``key`` and every person's name as of ``generation`` (or later). The first
+        time, read whole; after that only the rows the store's change log names since the generation
+        they were read at (``store.changes``), unless the log no longer reaches back that far. Templates
+        first, then names: another process may commit between the reads, and people are read after
+        their templates so that every template's person has a name."""
+        held = self._templates.get(key)
+        if held is not None and held[0] == generation:
+            return held[1], held[2]
+        changes = getattr(self.store, "changes", None)
+        delta = changes(held[0]) if held is not None and changes is not None else None
+        if held is None or delta is None:
+            matrix = self.store.matrix(key)
+            names = {p.id: p.name for p in self.people()}
+        else:
+            template_ids, person_ids = delta
+            old, names = held[1], dict(held[2])
+            fresh = self.store.templates_by_id(key, template_ids)  # type: ignore[attr-defined]
+            matrix = _replace_rows(old, template_ids, fresh)
+            for pid in person_ids.tolist():
+                names.pop(pid, None)
+            names.update(self.store.names(person_ids))  # type: ignore[attr-defined]
+        self._templates[key] = (generation, matrix, names)
+        return matrix, names
 
     def template_counts(self, embedder: EmbedderKey) -> dict[int, int]:
         """``{templates per person: people}`` among the people searched for this embedder, as the

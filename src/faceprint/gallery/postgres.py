@@ -47,6 +47,8 @@ import numpy as np
 
 from faceprint.errors import ErasureError, GalleryError
 from faceprint.gallery.store import (
+    CHANGES_KEPT,
+    CHANGES_PRUNE_EVERY,
     Correction,
     CorrectionKind,
     NewCorrection,
@@ -186,9 +188,33 @@ SELECT person_id, embedder, embedder_version, count(*), l2_normalize(sum(embeddi
 FROM {SCHEMA}.templates GROUP BY person_id, embedder, embedder_version""",
 )
 
+# Version 3: a log of the template and person rows each generation changed (ids only, no biometric data),
+# so that a process holding the templates in memory (galleries below the crossover) applies what changed
+# since its generation instead of reading every template again. Row triggers log the ids with no
+# generation; the committing transaction stamps them with the generation it bumps (``transaction``). The
+# bump locks the generation row until commit, so generations commit in order and a reader that sees
+# generation G sees every change up to G.
+_V3 = (
+    f"CREATE TABLE {SCHEMA}.changes (generation bigint, kind char(1) NOT NULL, id bigint NOT NULL)",
+    f"CREATE INDEX changes_by_generation ON {SCHEMA}.changes (generation)",
+    f"INSERT INTO {SCHEMA}.meta (key, value) SELECT 'changes_from', value FROM {SCHEMA}.meta "
+    "WHERE key = 'generation'",
+    f"""CREATE FUNCTION {SCHEMA}.log_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {SCHEMA}.changes (kind, id) VALUES (left(TG_TABLE_NAME, 1),
+        CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END);
+    RETURN NULL;
+END $$""",
+    *(
+        f"CREATE TRIGGER {table}_logged AFTER INSERT OR UPDATE OR DELETE ON {SCHEMA}.{table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.log_change()"
+        for table in ("templates", "people")
+    ),
+)
+
 # MIGRATIONS[i] takes a gallery at schema version i to version i + 1 (run in one transaction): a script
 # of statements separated by ";", or the statements one by one (function bodies hold ";").
-MIGRATIONS: tuple[str | tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[str | tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 # combine="nearest" in the database: templates fetched per person asked for, grown until enough people.
 NEAREST_OVERSAMPLE = 4
@@ -359,9 +385,11 @@ class PostgresStore:
         try:
             with conn.transaction():
                 yield
-                conn.execute(
-                    f"UPDATE {SCHEMA}.meta SET value = (value::bigint + 1)::text WHERE key = 'generation'"
-                )
+                (generation,) = conn.execute(
+                    f"UPDATE {SCHEMA}.meta SET value = (value::bigint + 1)::text WHERE key = 'generation' "
+                    "RETURNING value::bigint"
+                ).fetchone()
+                _stamp_changes(conn, generation)
         except psycopg.Error as err:
             raise GalleryError(f"{self.location}: {_first_line(err)}") from err
         finally:
@@ -622,10 +650,13 @@ class PostgresStore:
         return [EmbedderKey(*r) for r in sorted(rows)]  # code point order, as SQLite's
 
     def matrix(self, embedder: EmbedderKey) -> TemplateMatrix:
+        return self._matrix(embedder)
+
+    def _matrix(self, embedder: EmbedderKey, where: str = "", params: tuple = ()) -> TemplateMatrix:
         rows = self._query(
             f"SELECT id, person_id, embedding FROM {SCHEMA}.templates "
-            "WHERE embedder = %s AND embedder_version = %s ORDER BY id",
-            (embedder.name, embedder.version),
+            f"WHERE embedder = %s AND embedder_version = %s {where} ORDER BY id",
+            (embedder.name, embedder.version, *params),
             binary=True,
         )
         arrays = [_array(r[2]) for r in rows]
@@ -762,6 +793,27 @@ class PostgresStore:
         except psycopg.Error as err:
             raise GalleryError(f"{self.location}: {_first_line(err)}") from err
         return found
+
+    def changes(self, since: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(template ids, person ids) of the rows changed after generation ``since``; None when the log
+        no longer reaches back that far."""
+        start = self._query(f"SELECT value::bigint FROM {SCHEMA}.meta WHERE key = 'changes_from'")
+        if not start or since < int(start[0][0]):
+            return None
+        rows = self._query(f"SELECT kind, id FROM {SCHEMA}.changes WHERE generation > %s", (since,))
+        templates = np.unique(np.array([i for k, i in rows if k == "t"], np.int64))
+        return templates, np.unique(np.array([i for k, i in rows if k == "p"], np.int64))
+
+    def templates_by_id(self, embedder: EmbedderKey, ids: np.ndarray) -> TemplateMatrix:
+        """The templates of ``embedder`` among ``ids`` (those that still exist), as ``matrix`` gives them."""
+        return self._matrix(embedder, "AND id = ANY(%s)", ([int(i) for i in ids],))
+
+    def names(self, ids: np.ndarray) -> dict[int, str]:
+        """``{id: name}`` of the people among ``ids`` that exist."""
+        rows = self._query(
+            f"SELECT id, name FROM {SCHEMA}.people WHERE id = ANY(%s)", ([int(i) for i in ids],)
+        )
+        return {int(i): n for i, n in rows}
 
     def dim_of(self, embedder: EmbedderKey) -> int | None:
         if embedder not in self._dims:
@@ -936,6 +988,17 @@ def _configure(conn: psycopg.Connection, *, ef_search: int) -> None:
 
     register_vector(conn)
     conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")  # type: ignore[call-overload]
+
+
+def _stamp_changes(conn: psycopg.Connection, generation: int) -> None:
+    """Give this transaction's logged changes its new generation; now and then drop the oldest."""
+    conn.execute(f"UPDATE {SCHEMA}.changes SET generation = %s WHERE generation IS NULL", (generation,))
+    if generation % CHANGES_PRUNE_EVERY == 0 and generation > CHANGES_KEPT:
+        conn.execute(f"DELETE FROM {SCHEMA}.changes WHERE generation <= %s", (generation - CHANGES_KEPT,))
+        conn.execute(
+            f"UPDATE {SCHEMA}.meta SET value = %s WHERE key = 'changes_from' AND value::bigint < %s",
+            (str(generation - CHANGES_KEPT), generation - CHANGES_KEPT),
+        )
 
 
 def _array(value: Any) -> np.ndarray:

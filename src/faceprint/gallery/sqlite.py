@@ -29,6 +29,8 @@ import numpy as np
 
 from faceprint.errors import ErasureError, GalleryError
 from faceprint.gallery.store import (
+    CHANGES_KEPT,
+    CHANGES_PRUNE_EVERY,
     Correction,
     CorrectionKind,
     NewCorrection,
@@ -97,13 +99,36 @@ def _schema_v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v3(db: sqlite3.Connection) -> None:
+    """A log of changed rows (``CHANGES_SQL``), so that a process holding the templates in memory applies
+    what changed since its generation instead of reading every template again (store.py, ``changes``)."""
+    for statement in CHANGES_SQL:
+        db.execute(statement)
+
+
+# Which template and person rows each generation changed: triggers log the ids (no biometric data) with
+# no generation; the transaction that commits them stamps them with its new generation
+# (``_stamp_changes``), so a reader that sees generation G sees every change up to G.
+CHANGES_SQL = (
+    "CREATE TABLE changes (generation INTEGER, kind TEXT NOT NULL, id INTEGER NOT NULL)",
+    "CREATE INDEX changes_by_generation ON changes (generation)",
+    "INSERT INTO meta (key, value) SELECT 'changes_from', value FROM meta WHERE key = 'generation'",
+    *(
+        f"CREATE TRIGGER {table}_{event.lower()}_logged AFTER {event} ON {table} "
+        f"BEGIN INSERT INTO changes (kind, id) VALUES ('{table[0]}', {row}.id); END"
+        for table in ("templates", "people")
+        for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
+    ),
+)
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     for statement in filter(str.strip, script.split(";")):
         db.execute(statement)
 
 
 # MIGRATIONS[i] takes a database at schema version i to version i + 1, inside one transaction.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2, _schema_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -253,6 +278,7 @@ class SQLiteStore:
                 yield
                 if outer:
                     self._execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+                    self._stamp_changes()
                     self._execute("COMMIT")
             except BaseException:
                 if outer:
@@ -459,17 +485,7 @@ class SQLiteStore:
             "ORDER BY id",
             (embedder.name, embedder.version),
         )
-        dims = {r[2] for r in rows}
-        if len(dims) > 1:
-            raise GalleryError(f"{self.path}: templates of {embedder} have different sizes {sorted(dims)}")
-        dim = dims.pop() if dims else 0
-        vectors = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").astype(np.float32)
-        return TemplateMatrix(
-            embedder,
-            np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-            np.fromiter((r[1] for r in rows), np.int64, len(rows)),
-            np.ascontiguousarray(vectors.reshape(len(rows), dim)),
-        )
+        return _matrix(embedder, rows, self.path)
 
     # -- corrections --------------------------------------------------------------------------
 
@@ -525,6 +541,46 @@ class SQLiteStore:
 
     # -- settings and bookkeeping -------------------------------------------------------------
 
+    def _stamp_changes(self) -> None:
+        """Give this transaction's logged changes its new generation; now and then drop the oldest."""
+        (generation,) = self._execute(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'"
+        ).fetchone()
+        self._execute("UPDATE changes SET generation = ? WHERE generation IS NULL", (generation,))
+        if generation % CHANGES_PRUNE_EVERY == 0 and generation > CHANGES_KEPT:
+            self._execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
+            self._execute(
+                "UPDATE meta SET value = ? WHERE key = 'changes_from' AND CAST(value AS INTEGER) < ?",
+                (str(generation - CHANGES_KEPT), generation - CHANGES_KEPT),
+            )
+
+    def changes(self, since: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(template ids, person ids) of the rows changed after generation ``since``; None when the log
+        no longer reaches back that far."""
+        with self._lock:
+            start = self._execute("SELECT value FROM meta WHERE key = 'changes_from'").fetchone()
+            if start is None or since < int(start[0]):
+                return None
+            rows = self._execute("SELECT kind, id FROM changes WHERE generation > ?", (since,)).fetchall()
+        return _split_changes(rows)
+
+    def templates_by_id(self, embedder: EmbedderKey, ids: np.ndarray) -> TemplateMatrix:
+        """The templates of ``embedder`` among ``ids`` (those that still exist), as ``matrix`` gives them."""
+        rows = self._query(
+            "SELECT id, person_id, dim, embedding FROM templates WHERE embedder = ? AND embedder_version = ? "
+            "AND id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (embedder.name, embedder.version, json.dumps([int(i) for i in ids])),
+        )
+        return _matrix(embedder, rows, self.path)
+
+    def names(self, ids: np.ndarray) -> dict[int, str]:
+        """``{id: name}`` of the people among ``ids`` that exist."""
+        rows = self._query(
+            "SELECT id, name FROM people WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(i) for i in ids]),),
+        )
+        return {int(i): n for i, n in rows}
+
     def generation(self) -> int:
         return int(self._query("SELECT value FROM meta WHERE key = 'generation'")[0][0])
 
@@ -576,3 +632,25 @@ def _os_reason(err: BaseException) -> str:
 def _writable(path: Path) -> bool:
     """Can SQLite write the file and create its -wal and -shm files beside it?"""
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _matrix(embedder: EmbedderKey, rows: list[tuple], path: Path) -> TemplateMatrix:
+    """(id, person id, dim, embedding bytes) rows as a ``TemplateMatrix``."""
+    dims = {r[2] for r in rows}
+    if len(dims) > 1:
+        raise GalleryError(f"{path}: templates of {embedder} have different sizes {sorted(dims)}")
+    dim = dims.pop() if dims else 0
+    vectors = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").astype(np.float32)
+    return TemplateMatrix(
+        embedder,
+        np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+        np.fromiter((r[1] for r in rows), np.int64, len(rows)),
+        np.ascontiguousarray(vectors.reshape(len(rows), dim)),
+    )
+
+
+def _split_changes(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Logged (kind, id) rows as (template ids, person ids), each unique."""
+    templates = np.unique(np.array([i for k, i in rows if k == "t"], np.int64))
+    people = np.unique(np.array([i for k, i in rows if k == "p"], np.int64))
+    return templates, people

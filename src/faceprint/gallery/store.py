@@ -55,6 +55,13 @@ class TemplateMatrix:
     embeddings: np.ndarray  # (N, D) float32, C-contiguous
 
 
+# The stores' change logs (which template and person ids each generation changed) keep the last
+# CHANGES_KEPT generations, pruned every CHANGES_PRUNE_EVERY; a process whose in-memory templates are
+# older than that reads them all again, as it did before there was a log.
+CHANGES_KEPT = 10_000
+CHANGES_PRUNE_EVERY = 500
+
+
 @dataclass(frozen=True)
 class NewTemplate:
     """What ``add_template`` stores (the id and creation time are assigned by the store)."""
