@@ -98,6 +98,7 @@ def main() -> None:
     facenet_one = FaceNetEmbedder(flip=False, threads=args.threads)
     facenet = FaceNetEmbedder(threads=args.threads)
     fusion = FusionEmbedder(threads=args.threads)
+    fusion_one = FusionEmbedder(flip=False, threads=args.threads)
     variants: dict[str, Callable[[np.ndarray], object]] = {
         "dlib-bin compute_face_descriptor": lambda c: net.compute_face_descriptor(list(c)),
         "torch eager, unfolded": torch_variant(model, channels_last=False, script=False),
@@ -110,6 +111,7 @@ def main() -> None:
         "embedder default (flip: 2 views per face)": DlibResNetEmbedder(threads=args.threads).embed,
         "facenet, one view": lambda c: facenet_one.embed(chips160[: len(c)]),
         "facenet default (flip)": lambda c: facenet.embed(chips160[: len(c)]),
+        "fusion, one view (--no-flip)": lambda c: fusion_one.embed(pair[: len(c)]),
         "fusion default (both networks, flip)": lambda c: fusion.embed(pair[: len(c)]),
     }
     rows = {}

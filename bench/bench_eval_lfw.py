@@ -1,7 +1,8 @@
 """Full LFW verification (pairs.txt, 6000 pairs, ~7,700 images) with the default pipeline, through the
 `faceprint evaluate pairs` command: a cold run (empty embedding cache) then a warm run (same cache), each
 timed as a fresh process, and the verification table. Options add the configuration comparison (one view
-instead of the default flip TTA, flip + 2 jittered views, alignment off), robustness slices, and the
+instead of the default flip TTA, dlib-resnet alone, dlib-resnet with 2 jittered views more, alignment
+off), robustness slices, and the
 anchor (face_recognition's dlib pipeline, same pairs).
 
     python bench/bench_eval_lfw.py --report lfw-report [--compare] [--slices] [--anchor]
@@ -147,7 +148,8 @@ def main() -> None:
             subset = first_folds(args.pairs, args.compare_folds, Path(tmp) / "pairs.txt")
             extra = ["--config", "default:"]
             if args.compare:
-                extra += ["--config", "one view:flip=off", "--config", "flip+jitter2:emb.jitter=2"]
+                extra += ["--config", "one view:flip=off", "--config", "dlib-resnet:embedder=dlib-resnet"]
+                extra += ["--config", "dlib-resnet+jitter2:embedder=dlib-resnet,emb.jitter=2"]
                 extra += ["--config", "align off:align=off"]
             if args.slices:
                 extra.append("--slices")

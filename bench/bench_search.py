@@ -319,7 +319,10 @@ def run_size(size: int, args, real, ids, model, rng, key) -> None:
         index.save()
         built["hnsw"] = (build, mem, dir_mb(folder))
         searches["hnsw"] = lambda q: index.search(q, k)[0][0]
-        print(f"  hnsw built in {build:.0f} s", flush=True)
+        print(
+            f"  hnsw (M {ann.HNSW_M}, ef_construction {ann.HNSW_EF_CONSTRUCTION}) built in {build:.0f} s",
+            flush=True,
+        )
     if "pgvector" in args.methods:
         pg = Pgvector(vectors, key)
         built["pgvector"] = (pg.build_s, float("nan"), pg.table_mb + pg.index_mb)
@@ -444,11 +447,21 @@ def main() -> None:
     parser.add_argument(
         "--pg-ef", type=int, nargs="+", default=[100, 200, 400, 800], help="pgvector hnsw.ef_search"
     )
+    parser.add_argument("--hnsw-m", type=int, help="HNSW graph degree M (ours; default ann.HNSW_M)")
+    parser.add_argument(
+        "--hnsw-efc", type=int, help="HNSW ef_construction (ours; default ann.HNSW_EF_CONSTRUCTION)"
+    )
     parser.add_argument("--crossover", action="store_true", help="exact vs HNSW at small sizes")
     parser.add_argument(
         "--crossover-sizes", type=int, nargs="+", default=[2000, 5000, 10_000, 20_000, 50_000]
     )
     args = parser.parse_args()
+    from faceprint.gallery import ann
+
+    if args.hnsw_m:
+        ann.HNSW_M = args.hnsw_m
+    if args.hnsw_efc:
+        ann.HNSW_EF_CONSTRUCTION = args.hnsw_efc
 
     import faiss
     from threadpoolctl import threadpool_limits

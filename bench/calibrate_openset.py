@@ -70,12 +70,15 @@ def main() -> None:
         "--spec", default="default:", help="pipeline configuration (evaluate --config syntax)"
     )
     parser.add_argument("--cache", type=Path, help="embedding cache file (default: faceprint's cache folder)")
-    parser.add_argument("--embedder", default="dlib-resnet", help="name in the printed literal")
+    parser.add_argument("--embedder", help="name in the printed literal (default: the spec's embedder)")
     parser.add_argument(
         "--cached-train", action="store_true", help="fit on the training people's cached images only"
     )
     args = parser.parse_args()
 
+    from faceprint.evaluation.runner import PipelineConfig
+
+    args.embedder = args.embedder or PipelineConfig.parse(args.spec).embedder
     lfw = lfw_embeddings(args.spec, args.cache, cached_train=args.cached_train)
     train_x, train_y = lfw.part(True)
     test_x, test_y = lfw.part(False)

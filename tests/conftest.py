@@ -74,6 +74,14 @@ def lfw_protocol() -> Path:
 
 
 @pytest.fixture(scope="session")
+def default_dim() -> int:
+    """Dimensions of the default embedder's vectors: what every command writes without --embedder."""
+    from faceprint.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer().embedder.dim
+
+
+@pytest.fixture(scope="session")
 def astronaut():
     """An RGB photo with one face that ships with scikit-image: usable on any machine."""
     from skimage import data

@@ -40,16 +40,26 @@ def test_astronaut_has_one_face_with_unit_embedding(analyzer: FaceAnalyzer, astr
     left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
     assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
-    assert face.embedding is not None and face.embedding.shape == (128,)
+    assert face.embedding is not None and face.embedding.shape == (analyzer.embedder.dim,)
     assert face.embedding.dtype == np.float32
     assert abs(np.linalg.norm(face.embedding) - 1) < 1e-5
     assert face.chip is None
 
 
 def test_chip_on_request_is_embedder_sized(analyzer: FaceAnalyzer, astronaut: np.ndarray) -> None:
+    """The chip is what the embedder takes: one square per network, side by side, each of its own size;
+    quality is judged on the first of them."""
+    from faceprint.alignment import chip_specs
+
     face = analyzer.analyze(astronaut, with_chips=True)[0]
-    size = analyzer.embedder.input_size
-    assert face.chip is not None and face.chip.shape == (size, size, 3) and face.chip.dtype == np.uint8
+    sizes = [spec.size for spec in chip_specs(analyzer.embedder)]
+    assert (
+        face.chip is not None
+        and face.chip.shape == (max(sizes), sum(sizes), 3)
+        and face.chip.dtype == np.uint8
+    )
+    first = analyzer.quality_chip(face)
+    assert first.shape == (sizes[0], sizes[0], 3) and np.array_equal(first, face.chip[: sizes[0], : sizes[0]])
     # Re-embedding the returned chip gives the same vector: the chip is what was embedded.
     again = analyzer.embed_chips(face.chip)[0]
     assert np.linalg.norm(again - face.embedding) < 1e-5

@@ -60,14 +60,14 @@ def test_detect_reports_bad_file_and_goes_on(examples: Path, tmp_path: Path, cap
     assert "obama.jpg: " in out and "face(s)" in out
 
 
-def test_embed_writes_matrix(examples: Path, tmp_path: Path, capsys) -> None:
+def test_embed_writes_matrix(examples: Path, tmp_path: Path, capsys, default_dim: int) -> None:
     out_file = tmp_path / "e.npy"
     code, _, _ = run(
         ["embed", str(examples / "obama.jpg"), str(examples / "biden.jpg"), "--out", str(out_file)], capsys
     )
     assert code == 0
     vectors = np.load(out_file)
-    assert vectors.shape == (2, 128)
+    assert vectors.shape == (2, default_dim)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)  # float32 normalisation: ~1e-7
 
 

@@ -21,7 +21,7 @@ def readme_python() -> str:
     return blocks[0]
 
 
-def test_readme_python_example_runs(tmp_path: Path, faces_dir: Path, monkeypatch) -> None:
+def test_readme_python_example_runs(tmp_path: Path, faces_dir: Path, monkeypatch, default_dim: int) -> None:
     examples = faces_dir / "face_recognition" / "examples"
     shutil.copytree(examples / "knn_examples" / "train", tmp_path / "PEOPLE")
     shutil.copy(examples / "knn_examples" / "test" / "obama_and_biden.jpg", tmp_path / "group.jpg")
@@ -34,8 +34,8 @@ def test_readme_python_example_runs(tmp_path: Path, faces_dir: Path, monkeypatch
     # Every face analysed (box, score, landmarks over several lines, embedding shape), then one match line
     # per face: "name distance confidence". The photo's two people are named; any other face (a small
     # one in the background) is nobody enrolled.
-    faces = sum(line.endswith("(128,)") for line in lines)
+    faces = sum(line.endswith(f"({default_dim},)") for line in lines)
     names = [line.split()[0] for line in lines[-faces:]]
-    assert faces >= 2 and lines[-faces - 1].endswith("(128,)"), lines
+    assert faces >= 2 and lines[-faces - 1].endswith(f"({default_dim},)"), lines
     assert sorted(n for n in names if n != "unknown") == ["biden", "obama"], names
     assert (tmp_path / "team.sqlite3").is_file()

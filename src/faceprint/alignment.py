@@ -88,7 +88,21 @@ class MarginCrop:
         return np.array([[sx, 0.0, -sx * x1], [0.0, sy, -sy * y1]])
 
 
-ChipSpec = TemplateAlign | MarginCrop
+@dataclass(frozen=True)
+class BoxCrop:
+    """The square around the detector box's centre (side: the box's longer side) resized to ``size``,
+    no landmarks used: "alignment off" in evaluations, for any embedder's chip sizes."""
+
+    size: int
+
+    def matrix(self, box: Sequence[float], landmarks: np.ndarray) -> np.ndarray:
+        x1, y1, x2, y2 = (float(v) for v in box[:4])
+        scale = self.size / max(x2 - x1, y2 - y1, 1.0)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        return np.array([[scale, 0.0, self.size / 2 - scale * cx], [0.0, scale, self.size / 2 - scale * cy]])
+
+
+ChipSpec = TemplateAlign | MarginCrop | BoxCrop
 
 
 def chip_specs(embedder) -> tuple[ChipSpec, ...]:

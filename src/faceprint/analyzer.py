@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from faceprint import models
-from faceprint.alignment import chip_specs, cut_chips
+from faceprint.alignment import chip_specs, cut_chips, split_chips
 from faceprint.detection import Detector
 from faceprint.embedding import Embedder
 from faceprint.io import ImageInput, describe, load_image
@@ -64,6 +64,14 @@ class FaceAnalyzer:
         """The embedder's chips (N, S, S, 3), one per detection, cut as it asks (alignment.chip_specs)."""
         specs = chip_specs(self.embedder)
         return cut_chips(load_image(image), [(d.box, d.landmarks) for d in detections], specs)
+
+    def quality_chip(self, face: Face) -> np.ndarray | None:
+        """The chip a face's quality is judged on (``quality.quality_flags``): its first chip. An embedder
+        that combines networks cuts one chip each, side by side; the seam and the black padding between
+        them would read as detail. None when the face carries no chip."""
+        if face.chip is None:
+            return None
+        return split_chips(face.chip[None], chip_specs(self.embedder))[0][0]
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings (N, D) of aligned RGB uint8 chips (N, S, S, 3)."""

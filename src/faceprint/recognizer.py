@@ -43,11 +43,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Candidate",
     "ConfirmResult",
+    "EmbedderChoice",
     "Match",
     "OpenSetThreshold",
     "Recognizer",
     "Verification",
     "decide",
+    "embedder_for",
     "verify",
 ]
 
@@ -137,18 +139,64 @@ def verify(
     return decide(distance, calibration or embedder_calibration(analyzer.embedder), threshold)
 
 
+@dataclass(frozen=True)
+class EmbedderChoice:
+    """The embedder to search a gallery with, and what the user should be told about that choice."""
+
+    name: str
+    note: str | None = None
+
+
+def embedder_for(gallery: Gallery, requested: str | None = None) -> EmbedderChoice:
+    """Which embedder works with ``gallery``: the one asked for; else the default, unless the gallery
+    holds templates of other embedders only. Then it is the one covering most of its people, so that a
+    gallery enrolled before the default changed keeps naming its people (embeddings of different
+    embedders cannot be compared). The note says what the user should know: the switch, or people of
+    the gallery that the chosen embedder cannot name."""
+    from faceprint.models import DEFAULT_EMBEDDER
+
+    # With combine="nearest" the counts are of templates, not people: still what "most" compares.
+    covered: dict[str, int] = {}
+    for key in gallery.embedders():
+        searched = sum(gallery.template_counts(key).values())
+        covered[key.name] = max(covered.get(key.name, 0), searched)
+    name = requested or DEFAULT_EMBEDDER
+    notes = []
+    if requested is None and covered and DEFAULT_EMBEDDER not in covered:
+        name = max(sorted(covered), key=covered.__getitem__)
+        notes.append(
+            f"{gallery.location} holds no templates of the default embedder {DEFAULT_EMBEDDER}: searching "
+            f"it with {name} (`faceprint reembed` adds {DEFAULT_EMBEDDER} templates from the enrolled images)"
+        )
+    if gallery.combine == "mean" and covered:
+        enrolled = sum(1 for p in gallery.people() if p.n_templates)
+        missing = enrolled - covered.get(name, 0)
+        if missing > 0:
+            notes.append(
+                f"{missing} of the {enrolled} people in {gallery.location} have no {name} templates and "
+                f"cannot be named with it (`faceprint --embedder {name} reembed` adds them)"
+            )
+    return EmbedderChoice(name, "; ".join(notes) or None)
+
+
 class Recognizer:
-    """Enrol, identify and verify faces against a gallery, with the one ``analyzer`` (default models when
-    none is given) doing every detection and embedding. ``threshold`` overrides the gallery's and the
+    """Enrol, identify and verify faces against a gallery, with the one ``analyzer`` doing every detection
+    and embedding: when none is given, the default models, with the embedder :func:`embedder_for` picks
+    for this gallery (a warning carries its note). ``threshold`` overrides the gallery's and the
     calibrated one."""
 
     def __init__(
         self, gallery: Gallery, analyzer: FaceAnalyzer | None = None, threshold: float | None = None
     ) -> None:
         if analyzer is None:
+            import warnings
+
             from faceprint.analyzer import FaceAnalyzer
 
-            analyzer = FaceAnalyzer()
+            choice = embedder_for(gallery)
+            if choice.note:
+                warnings.warn(choice.note, stacklevel=2)
+            analyzer = FaceAnalyzer(embedder=choice.name)
         self.gallery = gallery
         self.analyzer = analyzer
         self.threshold_override = checked_threshold(threshold)
@@ -361,7 +409,7 @@ class Recognizer:
                 if float(np.linalg.norm(c.embedding - face.embedding)) <= radius:
                     withdrawn += self.gallery.delete_correction(c.id)
             self.gallery.add_correction(person.id, "confirm", face.embedding, key, content_hash=content_hash)
-            flags = quality_flags(face.box, face.chip)
+            flags = quality_flags(face.box, self.analyzer.quality_chip(face))
             if flags:
                 return ConfirmResult(person.name, None, f"low quality face: {', '.join(flags)}", withdrawn)
             template = self.gallery.add_template(

@@ -185,7 +185,8 @@ _DLIB_FLIP = EmbedderKey("dlib-resnet", "2+flip")  # the default: each face aver
 _DLIB_ONE_VIEW = EmbedderKey("dlib-resnet", "2")
 _FACENET = EmbedderKey("facenet", "1+margin+flip")  # FaceNet's own box + margin crop
 _FACENET_TEMPLATE = EmbedderKey("facenet", "1+template+flip")  # FaceNet's default: 5-point template
-_FUSION = EmbedderKey("fusion", "1:dlib-resnet@2+flip+facenet@1+template+flip:w0.7")  # the default fusion
+_FUSION = EmbedderKey("fusion", "1:dlib-resnet@2+flip+facenet@1+template+flip:w0.7")  # the default
+_FUSION_ONE_VIEW = EmbedderKey("fusion", "1:dlib-resnet@2+facenet@1+template:w0.7")  # --no-flip
 BUILTIN: dict[EmbedderKey, Calibration] = {
     _DLIB_FLIP: Calibration(
         embedder=_DLIB_FLIP.name,
@@ -256,6 +257,24 @@ BUILTIN: dict[EmbedderKey, Calibration] = {
             shift_per_doubling=0.01466,
             slope=45.00,
             source="LFW View 1 training people (4,038 people, 9,525 images), fusion",
+        ),
+    ),
+    # fusion, one view per face (--no-flip): `python bench/calibrate_openset.py --spec
+    # fusion-oneview:embedder=fusion,flip=off --embedder fusion` (2026-12-06, detector version 4).
+    _FUSION_ONE_VIEW: Calibration(
+        embedder=_FUSION_ONE_VIEW.name,
+        version=_FUSION_ONE_VIEW.version,
+        threshold=0.6392,
+        slope=39.09,
+        far=0.0010,
+        tar=0.9813,
+        source="LFW View 1 training people, fusion one view: 23,802 same / 2,000,000 different-person pairs",
+        strangers=StrangerModel(
+            tail=(6.07575, 7.21257, -10.25079),
+            shift_2=0.02677,
+            shift_per_doubling=0.01493,
+            slope=44.59,
+            source="LFW View 1 training people (4,038 people, 9,525 images), fusion one view",
         ),
     ),
     # One view per face: `python bench/calibrate_openset.py --spec oneview:flip=off`.

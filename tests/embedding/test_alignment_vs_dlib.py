@@ -26,7 +26,7 @@ def both_chips(lfw_dir: Path) -> dict[str, np.ndarray]:
     (the analyzer's own alignment) and dlib's chip."""
     files = sorted(lfw_dir.glob("*/*.jpg"))
     files = [files[i] for i in np.linspace(0, len(files) - 1, FACES).astype(int)]
-    analyzer = FaceAnalyzer(embedder_options={"flip": False})
+    analyzer = FaceAnalyzer(embedder="dlib-resnet", embedder_options={"flip": False})
     chipper = DlibChipper()
     mapped, ours, theirs = [], [], []
     for path in files:

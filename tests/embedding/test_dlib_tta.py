@@ -85,7 +85,7 @@ def test_version_names_the_views(tmp_path: Path) -> None:
     versions = {DlibResNetEmbedder(flip=f, jitter=j).version for f in (False, True) for j in (0, 2, 8)}
     assert len(versions) == 6 and "2" in versions and "2+flip+jitter8" in versions
     # Flip is the default, with its own calibrated threshold (TAR is higher at the same FAR with flip).
-    analyzer = FaceAnalyzer()
+    analyzer = FaceAnalyzer(embedder="dlib-resnet")
     assert analyzer.embedder.views == 2 and analyzer.embedder.version == "2+flip"
     assert DlibResNetEmbedder().threshold != DlibResNetEmbedder(flip=False).threshold
     # A gallery enrolled with one setting refuses queries made with another.
@@ -136,15 +136,24 @@ def test_builtin_calibration_is_looked_up_by_version(tmp_path: Path, monkeypatch
     assert DlibResNetEmbedder().threshold == default.threshold
     assert DlibResNetEmbedder(flip=False).threshold == single.threshold
     with Gallery.open(tmp_path / "g.sqlite") as gallery:
-        assert Recognizer(gallery).calibration == default  # the default setting: flip
-        one_view = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": False}))
+        dlib = "dlib-resnet"
+        assert Recognizer(gallery, FaceAnalyzer(embedder=dlib)).calibration == default  # default: flip
+        one_view = Recognizer(gallery, FaceAnalyzer(embedder=dlib, embedder_options={"flip": False}))
         assert one_view.calibration == single
         # Jittered views take the calibration of the same setting without jitter ...
-        jitter = Recognizer(gallery, FaceAnalyzer(embedder_options={"flip": False, "jitter": 4}))
+        jitter = Recognizer(
+            gallery, FaceAnalyzer(embedder=dlib, embedder_options={"flip": False, "jitter": 4})
+        )
         assert jitter.calibration == single
-        assert Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4})).calibration == default
+        assert (
+            Recognizer(gallery, FaceAnalyzer(embedder=dlib, embedder_options={"jitter": 4})).calibration
+            == default
+        )
         # ... and an entry of their own version wins.
         monkeypatch.setitem(
             BUILTIN, EmbedderKey("dlib-resnet", "2+flip+jitter4"), replace(default, threshold=0.3)
         )
-        assert Recognizer(gallery, FaceAnalyzer(embedder_options={"jitter": 4})).threshold() == 0.3
+        assert (
+            Recognizer(gallery, FaceAnalyzer(embedder=dlib, embedder_options={"jitter": 4})).threshold()
+            == 0.3
+        )

@@ -118,7 +118,9 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
 
 
 @pytest.mark.slow
-def test_embed_dir_writes_embeddings_and_failures(ray_cluster, lfw_people, analyzer, tmp_path: Path) -> None:
+def test_embed_dir_writes_embeddings_and_failures(
+    ray_cluster, lfw_people, analyzer, tmp_path: Path, default_dim: int
+) -> None:
     from faceprint.cli import main
 
     root = lfw_people({"Tony_Blair": 2, "Colin_Powell": 1})
@@ -126,7 +128,7 @@ def test_embed_dir_writes_embeddings_and_failures(ray_cluster, lfw_people, analy
     out = tmp_path / "emb.npz"
     main(["embed-dir", str(root), "--output", str(out), "--workers", "2"])
     saved = np.load(out)
-    assert len(saved["paths"]) == 3 and saved["embeddings"].shape == (3, 128)
+    assert len(saved["paths"]) == 3 and saved["embeddings"].shape == (3, default_dim)
     assert [Path(p).name for p in saved["failed"]] == ["broken.jpg"] and "broken.jpg" in saved["reasons"][0]
     first = Path(saved["paths"][0])
     (face,) = analyzer.analyze(first)

@@ -62,7 +62,9 @@ def test_enroll_dir_skips_with_reasons_and_takes_the_largest_face_on_request(
 
 
 @pytest.mark.slow
-def test_embed_and_identify_skip_bad_images_and_go_on(people: Path, tmp_path: Path, enrolled: Path) -> None:
+def test_embed_and_identify_skip_bad_images_and_go_on(
+    people: Path, tmp_path: Path, enrolled: Path, default_dim: int
+) -> None:
     inputs = [
         people / "obama" / "portrait.jpg",
         people / "biden" / "broken.jpg",
@@ -74,7 +76,7 @@ def test_embed_and_identify_skip_bad_images_and_go_on(people: Path, tmp_path: Pa
     assert proc.returncode == 1, proc.stderr
     vectors = np.load(out)
     # One row per input, in order; skipped images are rows of NaN.
-    assert vectors.shape == (4, 128)
+    assert vectors.shape == (4, default_dim)
     assert [bool(np.isnan(v).any()) for v in vectors] == [False, True, True, False]
     assert (
         "broken.jpg" in proc.stderr

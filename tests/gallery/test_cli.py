@@ -22,9 +22,18 @@ from faceprint.recognizer import Recognizer
 from faceprint.thresholds import BUILTIN
 from faceprint.types import EmbedderKey
 
-# The built-in 1:1 thresholds as the CLI prints them (with flip: the default; one view: --no-flip).
-FLIP = f"{BUILTIN[EmbedderKey('dlib-resnet', '2+flip')].threshold:.4f}"
-ONE_VIEW = f"{BUILTIN[EmbedderKey('dlib-resnet', '2')].threshold:.4f}"
+
+def default_key(**options: object) -> EmbedderKey:
+    """The default embedder's version with these options (what a command without --embedder uses)."""
+    from faceprint.analyzer import FaceAnalyzer
+
+    return EmbedderKey.of(FaceAnalyzer(embedder_options=options).embedder)
+
+
+# The default embedder's built-in 1:1 thresholds as the CLI prints them (with flip: the default; one
+# view: --no-flip).
+FLIP = f"{BUILTIN[default_key()].threshold:.4f}"
+ONE_VIEW = f"{BUILTIN[default_key(flip=False)].threshold:.4f}"
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
@@ -107,15 +116,17 @@ def test_calibrate_honours_no_flip(knn_dir: Path, gallery_url: str, capsys: pyte
     gallery = ["--gallery", gallery_url]
     args = ["calibrate", "--folder", str(knn_dir / "train"), "--n-pairs", "8", "--far", "0.25", "--save"]
     code, out, _ = run(["--no-flip", *args, *gallery], capsys)
-    assert code == 0 and "embedder dlib-resnet 2\n" in out
+    one_view = default_key(flip=False)
+    assert code == 0 and f"embedder {one_view}\n" in out
     fitted = re.search(r"threshold (\d\.\d{4}):", out).group(1)
     code, single, _ = run(["--no-flip", "threshold", *gallery], capsys)
     assert code == 0 and f"threshold {fitted}" in single and "generated pairs" in single
     code, flip, _ = run(["threshold", *gallery], capsys)  # the default (flip) keeps its built-in calibration
     assert code == 0 and f"threshold {FLIP}" in flip
     with Gallery.open(gallery_url) as g:
-        assert g.store.get_setting("calibration:dlib-resnet@2") is not None
-        assert g.store.get_setting("calibration:dlib-resnet@2+flip") is None
+        flip = default_key()
+        assert g.store.get_setting(f"calibration:{one_view.name}@{one_view.version}") is not None
+        assert g.store.get_setting(f"calibration:{flip.name}@{flip.version}") is None
 
 
 def test_enroll_refusal_exits_non_zero(
@@ -241,10 +252,53 @@ def test_reembed_switches_embedder(
     assert "no stored image" in out and "no longer there" in out
     assert "2 re-embedded with facenet" in out
     photo = str(knn_dir / "test" / "obama_and_biden.jpg")
-    for embedder in ("facenet", "dlib-resnet"):  # the new embedder works, and the old one still does
+    for embedder in ("facenet", default_key().name):  # the new embedder works, and the old one still does
         code, out, _ = run(["--embedder", embedder, "identify", photo, *gallery], capsys)
         assert code == 0 and "obama" in out and "biden" in out, (embedder, out)
     code, out, _ = run(["--embedder", "facenet", "reembed", *gallery], capsys)
     assert "0 re-embedded" in out and "skipped" in out  # a rerun redoes nothing
     with Gallery.open(path) as g:
-        assert {k.name for k in g.embedders()} == {"dlib-resnet", "facenet"}
+        assert {k.name for k in g.embedders()} == {default_key().name, "facenet"}
+
+
+@pytest.mark.slow
+def test_a_gallery_keeps_the_embedder_it_was_enrolled_with(
+    new_gallery_url, knn_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Without --embedder, a gallery of dlib-resnet templates only is searched and enrolled into with
+    dlib-resnet (not the default), saying so; once `reembed` has given most people templates of the
+    default, the default searches and the note counts the people it cannot name."""
+    from faceprint.analyzer import FaceAnalyzer
+    from faceprint.models import DEFAULT_EMBEDDER
+
+    assert DEFAULT_EMBEDDER != "dlib-resnet"
+
+    def named(out: str) -> list[str]:
+        return sorted(n for n in re.findall(r"#\d+\s+(\S+)", out) if n != "unknown")
+
+    url = new_gallery_url()
+    gallery = ["--gallery", url]
+    train = knn_dir / "train"
+    with Gallery.open(url) as g:
+        old = Recognizer(g, FaceAnalyzer(embedder="dlib-resnet"))
+        assert old.enroll("obama", train / "obama" / "obama.jpg").status == "enrolled"
+        # From bytes: no stored image, so `reembed` cannot make this one's twin.
+        assert old.enroll("biden", (train / "biden" / "biden.jpg").read_bytes()).status == "enrolled"
+    photo = str(knn_dir / "test" / "obama_and_biden.jpg")
+    code, out, err = run(["identify", photo, *gallery], capsys)
+    assert code == 0 and named(out) == ["biden", "obama"], out + err
+    assert f"no templates of the default embedder {DEFAULT_EMBEDDER}: searching it with dlib-resnet" in err
+    # Enrolling without --embedder keeps to the gallery's embedder (another one would be refused).
+    code, out, err = run(["enroll", "obama", str(train / "obama" / "obama2.jpg"), *gallery], capsys)
+    assert code == 0 and "searching it with dlib-resnet" in err and "2 template(s)" in out, out + err
+    with Gallery.open(url, read_only=True) as g:
+        assert {k.name for k in g.embedders()} == {"dlib-resnet"}
+        with pytest.warns(UserWarning, match="searching it with dlib-resnet"):
+            assert Recognizer(g).key.name == "dlib-resnet"
+    code, out, err = run(["reembed", *gallery], capsys)
+    assert code == 1 and f"2 re-embedded with {DEFAULT_EMBEDDER}" in out and "no stored image" in out, out
+    code, out, err = run(["identify", photo, *gallery], capsys)
+    assert code == 0 and named(out) == ["obama"], out + err
+    assert re.search(f"1 of the 2 people in .* have no {DEFAULT_EMBEDDER} templates and cannot be named", err)
+    code, out, err = run(["--embedder", "dlib-resnet", "identify", photo, *gallery], capsys)
+    assert code == 0 and named(out) == ["biden", "obama"] and "have no" not in err, out + err

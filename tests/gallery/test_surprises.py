@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from faceprint.analyzer import FaceAnalyzer
 from faceprint.errors import FaceprintError
 from faceprint.gallery import Gallery
 from faceprint.thresholds import checked_threshold
+from faceprint.types import EmbedderKey
 
 CLI = "import sys; from faceprint.cli import main; main(sys.argv[1:])"
 
@@ -22,6 +24,11 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=600, env=os.environ
     )
+
+
+def default_key(**options: object) -> EmbedderKey:
+    """The default embedder's version with these options (what a command without --embedder uses)."""
+    return EmbedderKey.of(FaceAnalyzer(embedder_options=options).embedder)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
@@ -46,7 +53,11 @@ def test_cli_refuses_threshold_5_and_minus_3(enrolled: Path, tmp_path: Path, knn
     one_line_error(cli("identify", photo, "--threshold", "-3", *gallery), "between 0 and 2")
     one_line_error(cli("compare", photo, photo, "--threshold", "9"), "between 0 and 2")
     with Gallery.open(tmp_path / "g.sqlite3", read_only=True) as g:
-        assert g.store.get_setting("threshold:dlib-resnet@2+flip") is None  # nothing was stored
+        key = default_key()
+        assert g.fixed_threshold(key) is None  # nothing was stored
+    assert cli("threshold", "0.5", *gallery).returncode == 0  # where a valid one is
+    with Gallery.open(tmp_path / "g.sqlite3", read_only=True) as g:
+        assert g.fixed_threshold(key) == 0.5
 
 
 @pytest.mark.slow
@@ -57,11 +68,11 @@ def test_enrolling_with_another_embedder_version_is_refused_and_identify_says_wh
     gallery = ["--gallery", str(tmp_path / "g.sqlite3")]
     photo = str(knn_dir / "train" / "obama" / "obama2.jpg")
     proc = cli("--no-flip", "enroll", "obama", photo, *gallery)
-    assert proc.returncode == 1 and "made with dlib-resnet 2+flip" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 1 and f"made with {default_key()}" in proc.stdout, proc.stdout + proc.stderr
     with Gallery.open(tmp_path / "g.sqlite3", read_only=True) as g:
         assert len(g.embedders()) == 1
     # reembed adds the one-view templates on purpose; identify with the default then says what it skips.
     assert cli("--no-flip", "reembed", *gallery).returncode == 0
     proc = cli("identify", str(knn_dir / "test" / "obama1.jpg"), *gallery)
     assert proc.returncode == 0 and "obama" in proc.stdout
-    assert "note: templates of dlib-resnet 2 " in proc.stderr
+    assert f"note: templates of {default_key(flip=False)} " in proc.stderr

@@ -55,7 +55,7 @@ def test_identify_names_every_face_in_multipart_base64_and_raw_bodies(two_people
         assert other.json()["result_id"] != body["result_id"]
 
 
-def test_detect_embed_verify(service, knn_dir: Path):
+def test_detect_embed_verify(service, knn_dir: Path, default_dim: int):
     client, h = service.client, service.h("recognize")
     obama1, obama2 = knn_dir / "train" / "obama" / "obama.jpg", knn_dir / "train" / "obama" / "obama2.jpg"
     biden = knn_dir / "train" / "biden" / "biden.jpg"
@@ -65,7 +65,7 @@ def test_detect_embed_verify(service, knn_dir: Path):
     assert face["score"] > 0.9 and np.array(face["landmarks"]).shape == (5, 2)
     embedded = client.post("/api/v1/embed", headers=h, files={"image": _file(biden)}).json()
     vector = np.array(embedded["faces"][0]["embedding"])
-    assert vector.shape == (128,)
+    assert vector.shape == (default_dim,)
     assert abs(np.linalg.norm(vector) - 1.0) < 1e-4  # L2-normalised float32, rounded by JSON floats
     same = client.post(
         "/api/v1/verify", headers=h, files={"image_a": _file(obama1), "image_b": _file(obama2)}

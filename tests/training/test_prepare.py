@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceprint.training.prepare import PrepareConfig, balance, prepare, split_identities
+from faceprint.errors import FaceprintError
+from faceprint.training.prepare import PREPARE_EMBEDDER, PrepareConfig, balance, prepare, split_identities
 from faceprint.training.sources import Sample, import_dataset
 
 
@@ -67,7 +68,11 @@ def test_prepare_celeba_folder(lfw_dir: Path, tmp_path: Path) -> None:
     assert {s.attributes["Male"] for s in data.samples} == {0, 1}
     out = tmp_path / "prepared"
     config = PrepareConfig(split=(2, 2, 1), seed=3, min_sharpness=8)  # LFW has some soft photos
-    analyzer = FaceAnalyzer()
+    # Chips to train on are one network's: the fusion embedder's side-by-side chips are refused.
+    with pytest.raises(FaceprintError, match="fusion: data preparation cuts one aligned chip per face"):
+        prepare(data, tmp_path / "fused", FaceAnalyzer(embedder="fusion"), config)
+    assert not (tmp_path / "fused").exists()
+    analyzer = FaceAnalyzer(embedder=PREPARE_EMBEDDER)
     report = prepare(data, out, analyzer, config, workers=2)
     assert report.processed == 30
 

@@ -47,18 +47,29 @@ def global_options(ctx: typer.Context) -> GlobalOptions:
     return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
 
 
-def analyzer(ctx: typer.Context, **detector_options: Any) -> FaceAnalyzer:
-    """The FaceAnalyzer every command uses: default models, the global embedder options, and the
-    command's own detector options."""
+def analyzer(ctx: typer.Context, embedder: str | None = None, **detector_options: Any) -> FaceAnalyzer:
+    """The FaceAnalyzer every command uses: default models (``embedder``, else --embedder, else the
+    default embedder), the global embedder options, and the command's own detector options."""
     from faceprint.analyzer import FaceAnalyzer
     from faceprint.models import DEFAULT_EMBEDDER
 
     options = global_options(ctx)
     return FaceAnalyzer(
-        embedder=options.embedder or DEFAULT_EMBEDDER,
+        embedder=embedder or options.embedder or DEFAULT_EMBEDDER,
         detector_options=detector_options,
         embedder_options=dict(options.embedder_options),
     )
+
+
+def gallery_analyzer(ctx: typer.Context, gallery: Gallery, **detector_options: Any) -> FaceAnalyzer:
+    """The analyzer of a command that works on ``gallery``: with the embedder --embedder names, else the
+    one ``recognizer.embedder_for`` picks for this gallery; its note goes to stderr."""
+    from faceprint.recognizer import embedder_for
+
+    choice = embedder_for(gallery, global_options(ctx).embedder)
+    if choice.note:
+        typer.secho(f"note: {choice.note}", err=True, fg=typer.colors.YELLOW)
+    return analyzer(ctx, choice.name, **detector_options)
 
 
 def open_gallery(path: str | Path | None, *, write: bool = False, create: bool = False) -> Gallery:

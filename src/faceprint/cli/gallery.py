@@ -15,6 +15,7 @@ from faceprint.cli.common import (
     Images,
     SkipErrorsOpt,
     ThresholdOpt,
+    gallery_analyzer,
     global_options,
     progress_bar,
     report_error,
@@ -106,18 +107,18 @@ def enroll(
     from faceprint.names import person_name
 
     name = person_name(name)  # before anything is created
-    analyzer = cli_analyzer(ctx)
     sources: list = list(images or [])
     if camera is not None or video is not None:
         from faceprint.video.enrollment import pick_enrollment_frames
 
+        analyzer = cli_analyzer(ctx)  # detection only: frames are picked before the gallery is opened
         source = camera if camera is not None else str(video)
         sources += pick_enrollment_frames(source, k=frames, analyzer=analyzer)
     from faceprint.recognizer import Recognizer
 
     refused = 0
     with _open(gallery, create=True) as g:
-        recognizer = Recognizer(g, analyzer)
+        recognizer = Recognizer(g, gallery_analyzer(ctx, g))
         for src in sources:
             result = recognizer.enroll(name, src, face_index=face, reject_low_quality=reject_low_quality)
             refused += result.status == "refused"
@@ -161,7 +162,8 @@ def enroll_dir(
     --skip-errors."""
     from faceprint.recognizer import Recognizer
 
-    analyzer = cli_analyzer(ctx)
+    with _open(gallery, create=True) as g:
+        analyzer = gallery_analyzer(ctx, g)  # before the Ray workers take the gallery over
     with progress_bar("enrolling", "img") as bar:
 
         def progress(result: EnrollResult, done: int, total: int) -> None:
@@ -230,7 +232,7 @@ def identify(
     failed = 0
     drawn = DrawnCopies(draw) if draw is not None else None
     with _open(gallery) as g:
-        recognizer = Recognizer(g, cli_analyzer(ctx), threshold)
+        recognizer = Recognizer(g, gallery_analyzer(ctx, g), threshold)
         _note_other_embedders(g, recognizer.key)
         for path in images:
             try:
@@ -329,7 +331,7 @@ def verify(
     from faceprint.recognizer import Recognizer
 
     with _open(gallery) as g:
-        result = Recognizer(g, cli_analyzer(ctx), threshold).verify(image_a, image_b)
+        result = Recognizer(g, gallery_analyzer(ctx, g), threshold).verify(image_a, image_b)
     verdict = "same person" if result.same else "different people"
     typer.echo(
         f"{verdict}: distance {result.distance:.4f} (threshold {result.threshold:.4f}), "
@@ -414,7 +416,7 @@ def threshold(
 
     changes = reset or value is not None or fpir is not None
     with _open(gallery, write=changes) as g:
-        recognizer = Recognizer(g, cli_analyzer(ctx))
+        recognizer = Recognizer(g, gallery_analyzer(ctx, g))
         key = recognizer.key
         if reset:
             g.set_threshold(key, None)
@@ -461,7 +463,7 @@ def correct_wrong(
     from faceprint.recognizer import Recognizer
 
     with _open(gallery, write=True) as g:
-        Recognizer(g, cli_analyzer(ctx)).reject(image, name, face_index=face)
+        Recognizer(g, gallery_analyzer(ctx, g)).reject(image, name, face_index=face)
         person = g.person(name)
     typer.echo(f"noted: the face in {image} is not {person.name}")
 
@@ -478,7 +480,7 @@ def correct_confirm(
     from faceprint.recognizer import Recognizer
 
     with _open(gallery, write=True) as g:
-        result = Recognizer(g, cli_analyzer(ctx)).confirm(image, name, face_index=face)
+        result = Recognizer(g, gallery_analyzer(ctx, g)).confirm(image, name, face_index=face)
     withdrawn = (
         f"; withdrew {result.rejections_withdrawn} earlier 'wrong'" if result.rejections_withdrawn else ""
     )
@@ -499,8 +501,8 @@ def correct_list(
 
     from faceprint.types import EmbedderKey
 
-    key = EmbedderKey.of(cli_analyzer(ctx).embedder)
     with _open(gallery) as g:
+        key = EmbedderKey.of(gallery_analyzer(ctx, g).embedder)
         names = {p.id: p.name for p in g.people()}
         found = g.corrections(key, name)
     for c in found:

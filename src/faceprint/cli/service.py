@@ -69,7 +69,7 @@ def serve(
     """Run the REST API (/api/v1, docs at /docs) and the browser app on one port."""
     import uvicorn
 
-    from faceprint.cli.common import analyzer as cli_analyzer
+    from faceprint.cli.common import global_options
     from faceprint.service.app import create_app
     from faceprint.service.config import ServiceConfig
     from faceprint.service.engine import Engine
@@ -84,8 +84,12 @@ def serve(
         cors_origins=tuple(cors_origin or ()),
         workers=workers,
         cameras=tuple(camera or ()),
+        embedder=global_options(ctx).embedder,
+        embedder_options=dict(global_options(ctx).embedder_options),
     )
-    engine = Engine(config, cli_analyzer(ctx))
+    engine = Engine(config)
+    if engine.embedder_note:
+        typer.secho(f"note: {engine.embedder_note}", err=True, fg=typer.colors.YELLOW)
     if not engine.state.keys() and not engine.state.has_admin_password():
         typer.secho(
             "note: no API key yet; create one with `faceprint keys create --role admin"

@@ -57,7 +57,8 @@ def prepare(
     from tqdm import tqdm
 
     from faceprint.cli.common import analyzer as cli_analyzer
-    from faceprint.training.prepare import PrepareConfig
+    from faceprint.cli.common import global_options
+    from faceprint.training.prepare import PREPARE_EMBEDDER, PrepareConfig
     from faceprint.training.prepare import prepare as run_prepare
     from faceprint.training.sources import import_dataset
 
@@ -75,7 +76,7 @@ def prepare(
     )
     data = import_dataset(root, layout, people=people, pairs=pairs)
     typer.echo(f"{root}: {len(data.samples)} images, {len({s.identity for s in data.samples})} identities")
-    analyzer = cli_analyzer(ctx, min_face_size=min_face)
+    analyzer = cli_analyzer(ctx, global_options(ctx).embedder or PREPARE_EMBEDDER, min_face_size=min_face)
     with tqdm(desc="detect/align", unit="img") as bar:
 
         def progress(done: int, total: int) -> None:

@@ -62,7 +62,7 @@ def watch(
     loop: Annotated[bool, typer.Option(help="Replay a file or folder from the start when it ends.")] = False,
 ) -> None:
     """Recognise and track faces in a video; Ctrl-C stops cleanly with every output written."""
-    from faceprint.cli.common import analyzer as cli_analyzer
+    from faceprint.cli.common import gallery_analyzer
     from faceprint.recognizer import Recognizer
     from faceprint.video.outputs import Window
     from faceprint.video.pipeline import VideoRecognizer
@@ -73,9 +73,9 @@ def watch(
     # must stay stoppable (measured: a `watch --loop` run from such a test suite ignored Ctrl-C).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    analyzer = cli_analyzer(ctx, min_face_size=min_face_size)
     options = WatchOptions(detect_every=detect_every, detect_width=detect_width)
     with open_gallery(gallery) as people:
+        analyzer = gallery_analyzer(ctx, people, min_face_size=min_face_size)
         recognizer = Recognizer(people, analyzer, threshold)
         video = open_source(int(source) if source.isdigit() else source, realtime=realtime, loop=loop)
         display = Window.available()

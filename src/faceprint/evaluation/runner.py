@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from faceprint import subject
+from faceprint.alignment import BoxCrop, chip_specs, cut_chips
 from faceprint.evaluation import EvaluationError
 from faceprint.evaluation.cache import Detections, EmbeddingCache, array_hash, file_hash
 from faceprint.models import DEFAULT_EMBEDDER
@@ -272,18 +272,15 @@ class EmbeddingRunner:
     def _chip(self, image: np.ndarray, landmarks: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
         if self.config.align:
             return self.analyzer.align(image, [Detection(tuple(box), 1.0, landmarks)])[0]
-        return crop_box(image, box, self.analyzer.embedder.input_size)
+        # Each of the embedder's chips (one, or one per network of a fusion) as a plain box crop.
+        specs = [BoxCrop(spec.size) for spec in chip_specs(self.analyzer.embedder)]
+        return cut_chips(image, [(box, landmarks)], specs)[0]
 
 
 def crop_box(image: np.ndarray, box: tuple[float, ...], size: int) -> np.ndarray:
     """The square around a box's centre (side = the box's longer side) resized to ``size``; black
-    outside the image. Used for "alignment off"."""
-    x1, y1, x2, y2 = box[:4]
-    side = max(x2 - x1, y2 - y1, 1.0)
-    scale = size / side
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    matrix = np.array([[scale, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]])
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    outside the image (:class:`faceprint.alignment.BoxCrop`)."""
+    return cut_chips(image, [(box, np.zeros((5, 2)))], [BoxCrop(size)])[0]
 
 
 class _progress:

@@ -164,7 +164,7 @@ def enroll_image(
                 return EnrollResult(source, name, "refused", reason, problem="ambiguous")
             face = subject.largest(faces)
             note = f"enrolled the largest of {len(faces)} faces (several of similar size)"
-    flags = quality_flags(face.box, face.chip)
+    flags = quality_flags(face.box, analyzer.quality_chip(face))
     if flags and reject_low_quality:
         reason = f"low quality face: {', '.join(flags)}"
         return EnrollResult(source, name, "refused", reason, flags=flags, problem="quality")

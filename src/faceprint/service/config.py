@@ -20,6 +20,7 @@ class ServiceConfig:
     workers: int = 2  # requests doing CPU work at once (detection, embedding); more wait in line
     top_k: int = 3
     cameras: tuple[str, ...] = ()  # sources for the built-in `watch` pipeline
+    embedder: str | None = None  # None: the one recognizer.embedder_for picks for the gallery
     embedder_options: dict = field(default_factory=dict)  # e.g. {"flip": False}
     detector_options: dict = field(default_factory=dict)
     warm_up: bool = True  # load the models when the process starts (else on first use)

@@ -105,9 +105,18 @@ class Engine:
 
         self.config = config
         self.gallery: Gallery = Gallery.open(config.gallery)
-        self.analyzer = analyzer or FaceAnalyzer(
-            detector_options=dict(config.detector_options), embedder_options=dict(config.embedder_options)
-        )
+        self.embedder_note: str | None = None  # what `faceprint serve` tells the user about the embedder
+        if analyzer is None:
+            from faceprint.recognizer import embedder_for
+
+            choice = embedder_for(self.gallery, config.embedder)
+            self.embedder_note = choice.note
+            analyzer = FaceAnalyzer(
+                embedder=choice.name,
+                detector_options=dict(config.detector_options),
+                embedder_options=dict(config.embedder_options),
+            )
+        self.analyzer = analyzer
         self.recognizer = Recognizer(self.gallery, self.analyzer)
         self.state_path = Path(config.state) if config.state else state_path_for(config.gallery)
         self.state = ServiceState(self.state_path)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from faceprint import subject
+from faceprint.alignment import chip_specs
 from faceprint.errors import FaceprintError
 from faceprint.io import load_image
 from faceprint.quality import MIN_FACE_SIZE, MIN_SHARPNESS, face_size, sharpness
@@ -29,6 +30,9 @@ from faceprint.training.dataset import MANIFEST_FIELDS
 from faceprint.training.sources import Imported, Sample
 
 SPLITS = ("train", "val", "test")
+# The embedder whose aligned chips data preparation cuts unless told otherwise: the training recipes'
+# chip, and the scale the near-duplicate and outlier distances below were chosen on.
+PREPARE_EMBEDDER = "dlib-resnet"
 RECORD_OPTIONS = ("min_face", "min_sharpness", "ambiguity")  # what detection results depend on
 
 
@@ -304,6 +308,12 @@ def prepare(
 ) -> PrepareReport:
     """Run the whole preparation into ``out_dir`` (resumable) and write dataset.json, manifest.csv,
     pairs.csv (when the import has pairs) and report.json. ``progress(done, total)`` follows detection."""
+    specs = chip_specs(analyzer.embedder)
+    if len(specs) != 1:
+        raise FaceprintError(
+            f"{analyzer.embedder.name}: data preparation cuts one aligned chip per face to train on; this "
+            f"embedder takes {len(specs)} side by side: prepare with --embedder {PREPARE_EMBEDDER} or facenet"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(data, analyzer, config)
