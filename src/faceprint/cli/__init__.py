@@ -36,7 +36,8 @@ def _global_options(
         typer.Option(
             "--embedder",
             help="Embedder for every command: dlib-resnet, facenet, fusion or a trained model file "
-            "(default: faceprint's default). A gallery keeps the embedder each template was made with; "
+            "(default: fusion; a gallery without fusion templates: the embedder it was enrolled with). "
+            "A gallery keeps the embedder each template was made with; "
             "`faceprint --embedder NAME reembed` adds templates for another one.",
         ),
     ] = None,

@@ -65,7 +65,13 @@ def detect(
 def embed(
     ctx: typer.Context,
     images: Images,
-    out: Annotated[Path, typer.Option("--out", help="Output .npy file (N x 128 float32).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output .npy file (N x D float32; D: 256 for the default fusion, 128 for one network).",
+        ),
+    ],
     skip_errors: SkipErrorsOpt = False,
 ) -> None:
     """Embed the face of each portrait; writes an (N, D) array, one row per image in the order given.
