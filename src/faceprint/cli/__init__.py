@@ -27,7 +27,7 @@ def _global_options(
         bool,
         typer.Option(
             "--flip/--no-flip",
-            help="Embed each face with its mirror image (default) or one view: 1.7x faster embedding, "
+            help="Embed each face with its mirror image (default) or one view: 1.6-2x faster embedding, "
             "and the embedder version of galleries enrolled before flip became the default.",
         ),
     ] = True,
