@@ -41,8 +41,15 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def verification(subset, cache):
-    return evaluate_folder(subset, n_pairs=120, cache=cache, progress=False)
+def verification_cache(tmp_path_factory):
+    """The cache the ``verification`` run fills first, whatever order the tests run in (other tests
+    embedding the same subset into ``cache`` would make it warm)."""
+    return EmbeddingCache(tmp_path_factory.mktemp("verification-cache") / "embeddings.sqlite")
+
+
+@pytest.fixture(scope="module")
+def verification(subset, verification_cache):
+    return evaluate_folder(subset, n_pairs=120, cache=verification_cache, progress=False)
 
 
 def test_same_person_pairs_are_closer(verification):
@@ -58,8 +65,8 @@ def test_same_person_pairs_are_closer(verification):
     assert verification.embeddings.found.all()
 
 
-def test_warm_rerun_embeds_nothing(verification, subset, cache):
-    again = evaluate_folder(subset, n_pairs=120, cache=cache, progress=False)
+def test_warm_rerun_embeds_nothing(verification, subset, verification_cache):
+    again = evaluate_folder(subset, n_pairs=120, cache=verification_cache, progress=False)
     assert verification.embeddings.embedded > 0
     assert again.embeddings.embedded == 0
     np.testing.assert_array_equal(again.distances, verification.distances)
@@ -78,10 +85,10 @@ def test_html_report_references_its_plots_and_thumbnails(verification, tmp_path)
     assert data["results"][0]["metrics"]["auc"] == pytest.approx(verification.metrics.roc.auc)
 
 
-def test_flip_and_alignment_off_configs(verification, cache):
+def test_flip_and_alignment_off_configs(verification, verification_cache):
     # The default embeds each face with its mirror image; flip=off takes one view.
     configs = [PipelineConfig(), PipelineConfig.parse("one:flip=off"), PipelineConfig.parse("crop:align=off")]
-    plain, single, crop = compare_pairs(verification.pairs, configs, cache=cache, progress=False)
+    plain, single, crop = compare_pairs(verification.pairs, configs, cache=verification_cache, progress=False)
     np.testing.assert_array_equal(plain.distances, verification.distances)
     cos_single = np.sum(plain.embeddings.vectors * single.embeddings.vectors, axis=1)
     cos_crop = np.sum(plain.embeddings.vectors * crop.embeddings.vectors, axis=1)
