@@ -673,6 +673,15 @@ class PostgresStore:
             vectors,
         )
 
+    def _query_dim(self, embedder: EmbedderKey, queries: np.ndarray) -> int | None:
+        """The dimension of the embedder's stored vectors (None: it has none), refusing queries of another."""
+        dim = self.dim_of(embedder)
+        if dim is not None and queries.shape[1] != dim:
+            raise GalleryError(
+                f"{self.location}: queries have {queries.shape[1]} dimensions, the {embedder} templates {dim}"
+            )
+        return dim
+
     def nearest_templates(
         self, embedder: EmbedderKey, queries: np.ndarray, k: int = 1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -682,7 +691,7 @@ class PostgresStore:
         from psycopg import sql
 
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        dim = self.dim_of(embedder)
+        dim = self._query_dim(embedder, q)
         empty = (
             np.zeros((len(q), 0), np.int64),
             np.zeros((len(q), 0), np.int64),
@@ -690,10 +699,6 @@ class PostgresStore:
         )
         if dim is None:
             return empty
-        if q.shape[1] != dim:
-            raise GalleryError(
-                f"{self.location}: queries have {q.shape[1]} dimensions, the {embedder} templates {dim}"
-            )
         # The expression and predicate must be those of the partial index for the planner to use it.
         statement = sql.SQL(
             "SELECT id, person_id, (embedding::vector({dim})) <#> %(q)s AS neg_ip FROM {schema}.templates "
@@ -742,13 +747,9 @@ class PostgresStore:
         from psycopg import sql
 
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        dim = self.dim_of(embedder)
+        dim = self._query_dim(embedder, q)
         if dim is None or k < 1:
             return [[] for _ in q]
-        if q.shape[1] != dim:
-            raise GalleryError(
-                f"{self.location}: queries have {q.shape[1]} dimensions, the {embedder} templates {dim}"
-            )
         table, column, key = (
             ("person_means", "mean", "person_id") if combine == "mean" else ("templates", "embedding", "id")
         )
